@@ -1,0 +1,254 @@
+// Package rotation defines the documents that travel through the rotation state machine: the
+// execution input an operator or the trigger writes, the plan that validation produces, and the
+// per-workspace run state that every task in the workspace Map reads and extends.
+//
+// Every JSON name here appears in statemachine/rotation.asl.json paths. Workspace ids are strings:
+// 16-digit ids do not survive a JSON number in JavaScript-based tooling (and console users paste them).
+package rotation
+
+import "time"
+
+// Use cases as Databricks names them.
+const (
+	UseCaseManagedServices = "MANAGED_SERVICES"
+	UseCaseStorage         = "STORAGE"
+)
+
+// Request is the execution input: what an operator types in the Step Functions console and what the
+// trigger function sends.
+type Request struct {
+	WorkspaceIDs              []string `json:"workspace_ids"`
+	KeyARN                    string   `json:"key_arn"`
+	KeyAlias                  string   `json:"key_alias,omitempty"`
+	UseCases                  []string `json:"use_cases,omitempty"`
+	ReuseKeyForClusterVolumes *bool    `json:"reuse_key_for_cluster_volumes,omitempty"`
+	DryRun                    bool     `json:"dry_run,omitempty"`
+	// Trigger records what started the execution; absent for console starts.
+	Trigger *Trigger `json:"trigger,omitempty"`
+}
+
+// Trigger describes the event that started an automatic rotation.
+type Trigger struct {
+	EventID   string `json:"event_id"`
+	EventName string `json:"event_name"`
+	Actor     string `json:"actor,omitempty"`
+	EventTime string `json:"event_time,omitempty"`
+}
+
+// Plan is the output of the Validate task, stored at $.plan.
+type Plan struct {
+	KeyARN                    string            `json:"key_arn"`
+	KeyAlias                  string            `json:"key_alias,omitempty"`
+	KeyRegion                 string            `json:"key_region"`
+	UseCases                  []string          `json:"use_cases"`
+	ReuseKeyForClusterVolumes bool              `json:"reuse_key_for_cluster_volumes"`
+	DryRun                    bool              `json:"dry_run"`
+	ExistingKeyConfigID       string            `json:"existing_key_config_id,omitempty"`
+	QuietWindowSeconds        int               `json:"quiet_window_seconds"`
+	MaxConcurrency            int               `json:"max_concurrency"`
+	Workspaces                []WorkspaceTarget `json:"workspaces"`
+}
+
+// WorkspaceTarget is one workspace as validation found it.
+type WorkspaceTarget struct {
+	WorkspaceID           string `json:"workspace_id"`
+	WorkspaceName         string `json:"workspace_name,omitempty"`
+	DeploymentName        string `json:"deployment_name"`
+	Region                string `json:"region"`
+	PreviousManagedKeyID  string `json:"previous_managed_services_key_id,omitempty"`
+	PreviousManagedKeyARN string `json:"previous_managed_services_key_arn,omitempty"`
+	PreviousStorageKeyID  string `json:"previous_storage_key_id,omitempty"`
+	AddsStorageKey        bool   `json:"adds_storage_key"`
+	AlreadyOnKey          bool   `json:"already_on_key"`
+}
+
+// KeyConfig is the output of the RegisterKeyConfig task, stored at $.key_config.
+type KeyConfig struct {
+	KeyConfigID string `json:"key_config_id"`
+	Created     bool   `json:"created"`
+}
+
+// WorkspaceRun is the state of one iteration of the workspace Map. The Map's ItemSelector builds the
+// first six fields; each task adds its result under its own key (ResultPath) and never removes one,
+// so that the inventory survives every retry and reaches the failure event whole.
+type WorkspaceRun struct {
+	Workspace          WorkspaceTarget `json:"workspace"`
+	KeyConfigID        string          `json:"key_config_id,omitempty"`
+	KeyARN             string          `json:"key_arn"`
+	UseCases           []string        `json:"use_cases"`
+	QuietWindowSeconds int             `json:"quiet_window_seconds"`
+	DryRun             bool            `json:"dry_run"`
+	Execution          string          `json:"execution,omitempty"`
+
+	Inventory     *Inventory     `json:"inventory,omitempty"`
+	Stop          *StopResult    `json:"stop,omitempty"`
+	StopStatus    *ComputeStatus `json:"stop_status,omitempty"`
+	Patch         *PatchResult   `json:"patch,omitempty"`
+	WorkspaceStat *WorkspaceStat `json:"workspace_status,omitempty"`
+	Restart       *RestartResult `json:"restart,omitempty"`
+	RestartStatus *ComputeStatus `json:"restart_status,omitempty"`
+	// Error is where Catch puts {Error, Cause} when a step fails.
+	Error *StepError `json:"error,omitempty"`
+}
+
+// StepError is the object Step Functions writes on Catch.
+type StepError struct {
+	Error string `json:"Error"`
+	Cause string `json:"Cause"`
+}
+
+// Inventory is every classic compute resource that was running when the rotation began, with what
+// is needed to bring it back exactly as it was.
+type Inventory struct {
+	WorkspaceID string         `json:"workspace_id"`
+	TakenAt     time.Time      `json:"taken_at"`
+	Clusters    []ClusterRef   `json:"clusters"`
+	Pools       []PoolSettings `json:"pools"`
+	Warehouses  []WarehouseRef `json:"warehouses"`
+	Pipelines   []PipelineRef  `json:"pipelines"`
+}
+
+// ClusterRef is a cluster that was running. Source decides whether it can be restarted: job and
+// pipeline clusters cannot be started by hand.
+type ClusterRef struct {
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	Source string `json:"source,omitempty"`
+	State  string `json:"state,omitempty"`
+}
+
+// Restartable reports whether the rotator starts this cluster again after the rotation.
+func (c ClusterRef) Restartable() bool {
+	switch c.Source {
+	case "JOB", "PIPELINE", "PIPELINE_MAINTENANCE", "SQL", "MODELS":
+		return false
+	}
+	return true
+}
+
+// PoolSettings is the editable configuration of an instance pool as it was before draining. The
+// pool edit API replaces every editable field, so all of them are kept to restore the pool exactly.
+type PoolSettings struct {
+	ID                                 string            `json:"id"`
+	Name                               string            `json:"name"`
+	NodeTypeID                         string            `json:"node_type_id"`
+	MinIdleInstances                   int               `json:"min_idle_instances"`
+	IdleInstanceAutoterminationMinutes int               `json:"idle_instance_autotermination_minutes"`
+	MaxCapacity                        int               `json:"max_capacity,omitempty"`
+	CustomTags                         map[string]string `json:"custom_tags,omitempty"`
+	RemoteDiskThroughput               int               `json:"remote_disk_throughput,omitempty"`
+	TotalInitialRemoteDiskSize         int               `json:"total_initial_remote_disk_size,omitempty"`
+}
+
+// WarehouseRef is a classic or pro (non-serverless) SQL warehouse that was running.
+type WarehouseRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// PipelineRef is a Lakeflow/DLT pipeline that was running. Only continuous pipelines are restarted:
+// restarting a triggered one would run an update nobody asked for.
+type PipelineRef struct {
+	ID         string `json:"id"`
+	Name       string `json:"name,omitempty"`
+	Continuous bool   `json:"continuous"`
+}
+
+// StopResult is the output of StopCompute, stored at $.stop.
+type StopResult struct {
+	StoppedAt        time.Time `json:"stopped_at"`
+	Deadline         time.Time `json:"deadline"`
+	PollAfterSeconds int       `json:"poll_after_seconds"`
+}
+
+// Target states for ComputeStatus.
+const (
+	TargetStopped = "STOPPED"
+	TargetRunning = "RUNNING"
+)
+
+// ComputeStatusInput is what the ComputeStatus task receives: the run and which state to wait for.
+type ComputeStatusInput struct {
+	Target string       `json:"target"`
+	Run    WorkspaceRun `json:"run"`
+}
+
+// ComputeStatus is one check of a wait loop (stop or restart), stored at $.stop_status or $.restart_status.
+type ComputeStatus struct {
+	Done             bool          `json:"done"`
+	Attempt          int           `json:"attempt"`
+	CheckedAt        time.Time     `json:"checked_at"`
+	PollAfterSeconds int           `json:"poll_after_seconds"`
+	Pending          []ResourceRef `json:"pending,omitempty"`
+	// StillDown lists what is not running at the end of a restart (failed to start, or past the budget).
+	StillDown []ResourceRef `json:"still_down,omitempty"`
+	// LateStopped lists compute that started after the inventory and was stopped before the PATCH.
+	LateStopped     []ResourceRef `json:"late_stopped,omitempty"`
+	DowntimeSeconds float64       `json:"downtime_seconds,omitempty"`
+}
+
+// ResourceRef names one compute resource in a status or event.
+type ResourceRef struct {
+	Kind   string `json:"kind"` // cluster | pool | warehouse | pipeline
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// PatchResult is the output of PatchWorkspace, stored at $.patch.
+type PatchResult struct {
+	PatchedAt        time.Time `json:"patched_at"`
+	AlreadyApplied   bool      `json:"already_applied"`
+	UpdateMask       string    `json:"update_mask"`
+	VerifyDeadline   time.Time `json:"verify_deadline"`
+	PollAfterSeconds int       `json:"poll_after_seconds"`
+}
+
+// WorkspaceStat is one check of the post-PATCH wait loop, stored at $.workspace_status.
+type WorkspaceStat struct {
+	Done             bool      `json:"done"`
+	Attempt          int       `json:"attempt"`
+	Status           string    `json:"status"`
+	ManagedKeyID     string    `json:"managed_services_key_id,omitempty"`
+	StorageKeyID     string    `json:"storage_key_id,omitempty"`
+	CheckedAt        time.Time `json:"checked_at"`
+	PollAfterSeconds int       `json:"poll_after_seconds"`
+}
+
+// RestartResult is the output of RestartCompute, stored at $.restart.
+type RestartResult struct {
+	RequestedAt      time.Time     `json:"requested_at"`
+	Deadline         time.Time     `json:"deadline"`
+	PollAfterSeconds int           `json:"poll_after_seconds"`
+	Started          []ResourceRef `json:"started"`
+	NotRestartable   []ResourceRef `json:"not_restartable,omitempty"`
+	Failed           []ResourceRef `json:"failed,omitempty"`
+}
+
+// Report is the output of the BuildReport task: the detail of the event the state machine publishes.
+type Report struct {
+	DetailType string `json:"detail_type"`
+	Outcome    string `json:"outcome"`
+	Detail     any    `json:"detail"`
+}
+
+// Outcomes of one workspace iteration.
+const (
+	OutcomeRotated   = "ROTATED"
+	OutcomeUnchanged = "UNCHANGED"
+	OutcomeFailed    = "FAILED"
+	OutcomePlanned   = "PLANNED"
+)
+
+// Event detail types published to EventBridge, all with Source EventSource.
+const (
+	EventSource              = "databricks-cmk-rotator"
+	DetailRotationSucceeded  = "Rotation Succeeded"
+	DetailRotationFailed     = "Rotation Failed"
+	DetailRotationRejected   = "Rotation Rejected"
+	DetailRotationPlan       = "Rotation Plan"
+	DetailKeyMaterialRotated = "Key Material Rotated"
+	DetailPreviousKeyRetire  = "Previous Key Retirable"
+	DetailKeyInUseAtRisk     = "Key In Use At Risk"
+)

@@ -1,0 +1,199 @@
+// Package taskerr holds the typed errors that task Lambdas return to Step Functions.
+//
+// aws-lambda-go reports the Go type name of a returned error as the Lambda errorType, and Step
+// Functions matches that name in Retry and Catch ErrorEquals. These type names are therefore a
+// contract with statemachine/rotation.asl.json: renaming one is a breaking change, and
+// statemachine tests pin the two together through Names().
+package taskerr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"strings"
+
+	"github.com/aws/smithy-go"
+	"github.com/databricks/databricks-sdk-go/apierr"
+)
+
+// Each type carries a Reason that names what is wrong, written for the operator who reads the
+// failed execution in the console.
+
+// InvalidInput: the execution input or event is malformed (a field is missing, an ARN is wrong).
+type InvalidInput struct{ Reason string }
+
+// KeyNotUsable: the KMS key does not exist, is not Enabled, or is not a symmetric ENCRYPT_DECRYPT key.
+type KeyNotUsable struct{ Reason string }
+
+// KeyPolicyRejected: the key policy does not let the Databricks control plane use the key as required.
+type KeyPolicyRejected struct{ Reason string }
+
+// KeyRegionMismatch: the key lives in a different AWS region than a target workspace.
+type KeyRegionMismatch struct{ Reason string }
+
+// WorkspaceNotFound: a target workspace id is unknown to the Databricks account.
+type WorkspaceNotFound struct{ Reason string }
+
+// WorkspaceNotRunning: a target workspace is not RUNNING, so it cannot be updated safely.
+type WorkspaceNotRunning struct{ Reason string }
+
+// StorageKeyReplacementRefused: the request would replace an existing storage key, which Databricks
+// does not support on a running workspace (only managed services keys can be rotated).
+type StorageKeyReplacementRefused struct{ Reason string }
+
+// ComputeStillRunning: Databricks refused the workspace PATCH with INVALID_STATE because classic
+// compute is still running. Retried by the state machine: it usually means a cluster is still terminating.
+type ComputeStillRunning struct{ Reason string }
+
+// ComputeStopTimedOut: compute did not stop within the stop budget.
+type ComputeStopTimedOut struct{ Reason string }
+
+// WorkspaceReverted: after the PATCH the workspace is RUNNING but still on its previous key
+// configuration past the verification budget: Databricks silently reverted the update.
+type WorkspaceReverted struct{ Reason string }
+
+// WorkspaceUpdateTimedOut: the workspace did not come back RUNNING within the verification budget.
+type WorkspaceUpdateTimedOut struct{ Reason string }
+
+// WorkspaceFailed: the workspace went to FAILED or BANNED after the PATCH.
+type WorkspaceFailed struct{ Reason string }
+
+// DatabricksUnavailable: a transient Databricks failure (429, 5xx, network) that survived the SDK's own
+// retries. Retried by the state machine with backoff and jitter.
+type DatabricksUnavailable struct{ Reason string }
+
+// AWSUnavailable: a transient AWS failure (throttling, 5xx, network). Retried by the state machine.
+type AWSUnavailable struct{ Reason string }
+
+// DatabricksRequestFailed: Databricks rejected a call in a way that retrying will not fix
+// (permission denied, bad request). Not retried.
+type DatabricksRequestFailed struct{ Reason string }
+
+func (e *InvalidInput) Error() string                 { return e.Reason }
+func (e *KeyNotUsable) Error() string                 { return e.Reason }
+func (e *KeyPolicyRejected) Error() string            { return e.Reason }
+func (e *KeyRegionMismatch) Error() string            { return e.Reason }
+func (e *WorkspaceNotFound) Error() string            { return e.Reason }
+func (e *WorkspaceNotRunning) Error() string          { return e.Reason }
+func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
+func (e *ComputeStillRunning) Error() string          { return e.Reason }
+func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
+func (e *WorkspaceReverted) Error() string            { return e.Reason }
+func (e *WorkspaceUpdateTimedOut) Error() string      { return e.Reason }
+func (e *WorkspaceFailed) Error() string              { return e.Reason }
+func (e *DatabricksUnavailable) Error() string        { return e.Reason }
+func (e *AWSUnavailable) Error() string               { return e.Reason }
+func (e *DatabricksRequestFailed) Error() string      { return e.Reason }
+
+// Validation lists the errors that mean "refused before anything was touched".
+var Validation = []error{
+	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
+	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{},
+}
+
+// Transient lists the errors the state machine retries with backoff.
+var Transient = []error{&DatabricksUnavailable{}, &AWSUnavailable{}}
+
+// All lists every typed error, in a stable order.
+var All = append(append(append([]error{}, Validation...), Transient...),
+	&ComputeStillRunning{}, &ComputeStopTimedOut{}, &WorkspaceReverted{},
+	&WorkspaceUpdateTimedOut{}, &WorkspaceFailed{}, &DatabricksRequestFailed{})
+
+// Name is the errorType that Lambda reports (and Step Functions matches) for err.
+func Name(err error) string {
+	t := reflect.TypeOf(err)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name()
+}
+
+// Names returns the errorType names of the given errors.
+func Names(errs []error) []string {
+	out := make([]string, 0, len(errs))
+	for _, e := range errs {
+		out = append(out, Name(e))
+	}
+	return out
+}
+
+// AtBoundary turns any error into one of the typed errors above, so that the name Step Functions
+// sees is stable. A typed error anywhere in the chain wins (its Reason gets the outer context);
+// otherwise Databricks and AWS errors are classified as transient or permanent. Call it once, at the
+// Lambda handler boundary: a fmt.Errorf there would rename the error to "wrapError".
+func AtBoundary(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, candidate := range All {
+		target := reflect.New(reflect.TypeOf(candidate).Elem()).Interface()
+		if errors.As(err, &target) {
+			return withReason(target.(error), msg)
+		}
+	}
+	var apiErr *apierr.APIError
+	if errors.As(err, &apiErr) {
+		if isTransientDatabricks(apiErr) {
+			return &DatabricksUnavailable{Reason: msg}
+		}
+		return &DatabricksRequestFailed{Reason: msg}
+	}
+	var awsErr smithy.APIError
+	if errors.As(err, &awsErr) {
+		if isTransientAWS(awsErr) {
+			return &AWSUnavailable{Reason: msg}
+		}
+		return &InvalidInput{Reason: msg}
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) {
+		return &DatabricksUnavailable{Reason: msg}
+	}
+	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") {
+		return &DatabricksUnavailable{Reason: msg}
+	}
+	return &DatabricksRequestFailed{Reason: msg}
+}
+
+func withReason(typed error, reason string) error {
+	v := reflect.ValueOf(typed).Elem()
+	out := reflect.New(v.Type())
+	out.Elem().Set(v)
+	out.Elem().FieldByName("Reason").SetString(reason)
+	return out.Interface().(error)
+}
+
+func isTransientDatabricks(e *apierr.APIError) bool {
+	switch {
+	case errors.Is(e, apierr.ErrTooManyRequests),
+		errors.Is(e, apierr.ErrTemporarilyUnavailable),
+		errors.Is(e, apierr.ErrInternalError),
+		errors.Is(e, apierr.ErrDeadlineExceeded):
+		return true
+	}
+	return e.StatusCode >= 500
+}
+
+func isTransientAWS(e smithy.APIError) bool {
+	code := e.ErrorCode()
+	switch code {
+	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+		"KMSInternalException", "DependencyTimeoutException", "InternalServerError",
+		"ServiceUnavailable", "InternalFailure", "InternalException", "LimitExceededException":
+		return true
+	}
+	return e.ErrorFault() == smithy.FaultServer
+}
+
+// Errorf builds a typed error with a formatted reason, e.g. Errorf[KeyNotUsable]("key %s is %s", arn, state).
+func Errorf[T any, P interface {
+	*T
+	error
+}](format string, args ...any) error {
+	p := P(new(T))
+	reflect.ValueOf(p).Elem().FieldByName("Reason").SetString(fmt.Sprintf(format, args...))
+	return p
+}
