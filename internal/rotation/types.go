@@ -43,7 +43,7 @@ type Plan struct {
 	UseCases                  []string          `json:"use_cases"`
 	ReuseKeyForClusterVolumes bool              `json:"reuse_key_for_cluster_volumes"`
 	DryRun                    bool              `json:"dry_run"`
-	ExistingKeyConfigID       string            `json:"existing_key_config_id,omitempty"`
+	ExistingKeyConfigID       string            `json:"existing_key_config_id"`
 	QuietWindowSeconds        int               `json:"quiet_window_seconds"`
 	MaxConcurrency            int               `json:"max_concurrency"`
 	Workspaces                []WorkspaceTarget `json:"workspaces"`
@@ -52,12 +52,12 @@ type Plan struct {
 // WorkspaceTarget is one workspace as validation found it.
 type WorkspaceTarget struct {
 	WorkspaceID           string `json:"workspace_id"`
-	WorkspaceName         string `json:"workspace_name,omitempty"`
+	WorkspaceName         string `json:"workspace_name"`
 	DeploymentName        string `json:"deployment_name"`
 	Region                string `json:"region"`
-	PreviousManagedKeyID  string `json:"previous_managed_services_key_id,omitempty"`
-	PreviousManagedKeyARN string `json:"previous_managed_services_key_arn,omitempty"`
-	PreviousStorageKeyID  string `json:"previous_storage_key_id,omitempty"`
+	PreviousManagedKeyID  string `json:"previous_managed_services_key_id"`
+	PreviousManagedKeyARN string `json:"previous_managed_services_key_arn"`
+	PreviousStorageKeyID  string `json:"previous_storage_key_id"`
 	AddsStorageKey        bool   `json:"adds_storage_key"`
 	AlreadyOnKey          bool   `json:"already_on_key"`
 }
@@ -89,6 +89,9 @@ type WorkspaceRun struct {
 	RestartStatus *ComputeStatus `json:"restart_status,omitempty"`
 	// Error is where Catch puts {Error, Cause} when a step fails.
 	Error *StepError `json:"error,omitempty"`
+	// CompensationError is where Catch puts a failure of the compensation path itself, so that the
+	// original Error is kept.
+	CompensationError *StepError `json:"compensation_error,omitempty"`
 }
 
 // StepError is the object Step Functions writes on Catch.

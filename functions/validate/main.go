@@ -1,0 +1,22 @@
+// Command validate is the Validate task of the rotation state machine.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+func main() {
+	logger := wire.Logger()
+	task, err := wire.ValidateTask(context.Background(), os.LookupEnv)
+	if err != nil {
+		logger.Error("cannot start: configuration", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(lambdatask.Wrap(logger, "Validate", task.Handle))
+}

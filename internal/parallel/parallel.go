@@ -1,0 +1,39 @@
+// Package parallel runs a function over many items with a bounded number of workers, so that
+// stopping or starting thousands of resources takes a fraction of a sequential loop while staying
+// under the API rate limit (the SDK's limiter paces the calls; the bound caps connections).
+package parallel
+
+import (
+	"context"
+	"sync"
+)
+
+// Each calls fn for every item with at most workers calls in flight and returns the errors by
+// item index (nil where the call succeeded). It stops starting new calls when ctx is done.
+func Each[T any](ctx context.Context, workers int, items []T, fn func(context.Context, T) error) []error {
+	errs := make([]error, len(items))
+	if workers < 1 {
+		workers = 1
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers && w < len(items); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				errs[i] = fn(ctx, items[i])
+			}
+		}()
+	}
+	for i := range items {
+		if ctx.Err() != nil {
+			errs[i] = ctx.Err()
+			continue
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return errs
+}

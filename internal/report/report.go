@@ -1,0 +1,199 @@
+// Package report builds the detail of every event the state machine publishes. It is a pure
+// function of the execution state, in Go rather than in ASL paths, because a failure can strike at
+// any step and a JSONPath to a field that was never written would fail the very state that must
+// tell the operator what happened.
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+)
+
+// Kinds of report.
+const (
+	KindSucceeded = "succeeded"
+	KindFailed    = "failed"
+	KindPlan      = "plan"
+	KindRejected  = "rejected"
+)
+
+// Input is what the BuildReport task receives.
+type Input struct {
+	Kind string                 `json:"kind"`
+	Run  *rotation.WorkspaceRun `json:"run,omitempty"`
+	// For a rejection: the execution input and the validation error.
+	Request json.RawMessage     `json:"request,omitempty"`
+	Error   *rotation.StepError `json:"error,omitempty"`
+	// For a plan: whether a key configuration would be created.
+	ExistingKeyConfigID string `json:"existing_key_config_id,omitempty"`
+}
+
+// Detail is the event detail; fields are omitted where they do not apply.
+type Detail struct {
+	Outcome              string                 `json:"outcome"`
+	Message              string                 `json:"message"`
+	WorkspaceID          string                 `json:"workspace_id,omitempty"`
+	WorkspaceName        string                 `json:"workspace_name,omitempty"`
+	KeyARN               string                 `json:"key_arn,omitempty"`
+	UseCases             []string               `json:"use_cases,omitempty"`
+	PreviousKeyConfigID  string                 `json:"previous_key_config_id,omitempty"`
+	PreviousKeyARN       string                 `json:"previous_key_arn,omitempty"`
+	NewKeyConfigID       string                 `json:"new_key_config_id,omitempty"`
+	Execution            string                 `json:"execution,omitempty"`
+	Phase                string                 `json:"phase,omitempty"`
+	Error                *ErrorDetail           `json:"error,omitempty"`
+	ComputeStopped       bool                   `json:"compute_stopped"`
+	Stopped              *Counts                `json:"stopped,omitempty"`
+	Restarted            []rotation.ResourceRef `json:"restarted,omitempty"`
+	NotRestarted         []rotation.ResourceRef `json:"not_restarted,omitempty"`
+	StillDown            []rotation.ResourceRef `json:"still_down,omitempty"`
+	StillDownUnknown     bool                   `json:"still_down_unknown,omitempty"`
+	LateStopped          []rotation.ResourceRef `json:"late_stopped,omitempty"`
+	DowntimeSeconds      float64                `json:"downtime_seconds,omitempty"`
+	QuietWindowSeconds   int                    `json:"quiet_window_seconds,omitempty"`
+	WouldCreateKeyConfig bool                   `json:"would_create_key_config,omitempty"`
+	Inventory            *rotation.Inventory    `json:"inventory,omitempty"`
+	Request              json.RawMessage        `json:"request,omitempty"`
+}
+
+// Counts summarises an inventory.
+type Counts struct {
+	Clusters   int `json:"clusters"`
+	Pools      int `json:"pools"`
+	Warehouses int `json:"warehouses"`
+	Pipelines  int `json:"pipelines"`
+}
+
+// ErrorDetail is a step failure, with the Lambda error unwrapped into a readable message.
+type ErrorDetail struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// Task builds reports; it has no dependencies and never fails on a well-formed input.
+type Task struct{}
+
+// Handle builds the report for the input.
+func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
+	switch in.Kind {
+	case KindRejected:
+		d := Detail{Outcome: "REJECTED", Error: errorDetail(in.Error), Request: in.Request}
+		d.Message = "Rotation refused before anything was changed: " + d.Error.Message
+		return rotation.Report{DetailType: rotation.DetailRotationRejected, Outcome: d.Outcome, Detail: d}, nil
+	case KindSucceeded, KindFailed, KindPlan:
+		if in.Run == nil {
+			return rotation.Report{}, taskerr.Errorf[taskerr.InvalidInput]("report %q needs run", in.Kind)
+		}
+	default:
+		return rotation.Report{}, taskerr.Errorf[taskerr.InvalidInput]("report kind must be succeeded, failed, plan or rejected, got %q", in.Kind)
+	}
+	run := in.Run
+	d := Detail{
+		WorkspaceID: run.Workspace.WorkspaceID, WorkspaceName: run.Workspace.WorkspaceName,
+		KeyARN: run.KeyARN, UseCases: run.UseCases, Execution: run.Execution,
+		PreviousKeyConfigID: run.Workspace.PreviousManagedKeyID, PreviousKeyARN: run.Workspace.PreviousManagedKeyARN,
+		NewKeyConfigID: run.KeyConfigID, ComputeStopped: run.Stop != nil,
+	}
+	if run.Inventory != nil {
+		d.Stopped = &Counts{len(run.Inventory.Clusters), len(run.Inventory.Pools), len(run.Inventory.Warehouses), len(run.Inventory.Pipelines)}
+	}
+	if run.StopStatus != nil {
+		d.LateStopped = run.StopStatus.LateStopped
+	}
+	if run.Restart != nil {
+		d.Restarted = run.Restart.Started
+		d.NotRestarted = run.Restart.NotRestartable
+	}
+	if run.RestartStatus != nil {
+		d.StillDown = run.RestartStatus.StillDown
+		d.DowntimeSeconds = run.RestartStatus.DowntimeSeconds
+	}
+
+	switch in.Kind {
+	case KindPlan:
+		d.Outcome = rotation.OutcomePlanned
+		d.Inventory = run.Inventory
+		d.NewKeyConfigID = in.ExistingKeyConfigID
+		d.WouldCreateKeyConfig = in.ExistingKeyConfigID == ""
+		d.ComputeStopped = false
+		if run.Workspace.AddsStorageKey {
+			d.QuietWindowSeconds = run.QuietWindowSeconds
+		}
+		d.Message = "Dry run: nothing was changed. This is what a rotation would stop and restart."
+		if run.Workspace.AlreadyOnKey {
+			d.Message = "Dry run: the workspace already uses this key; a rotation would change nothing."
+		}
+		return rotation.Report{DetailType: rotation.DetailRotationPlan, Outcome: d.Outcome, Detail: d}, nil
+	case KindSucceeded:
+		d.Outcome = rotation.OutcomeRotated
+		d.Message = "The workspace is on the new key configuration and its compute is back."
+		if len(d.StillDown) > 0 {
+			d.Message = "The workspace is on the new key configuration, but some compute did not come back: see still_down."
+		}
+		return rotation.Report{DetailType: rotation.DetailRotationSucceeded, Outcome: d.Outcome, Detail: d}, nil
+	}
+
+	// Failed: say where, what is still down, and carry the whole inventory so nothing is lost.
+	d.Outcome = rotation.OutcomeFailed
+	d.Error = errorDetail(run.Error)
+	d.Inventory = run.Inventory
+	d.Phase = phase(run)
+	switch {
+	case run.Stop == nil && run.Inventory == nil:
+		d.Message = "The rotation failed before any compute was stopped; the workspace is unchanged."
+	case run.RestartStatus == nil:
+		d.StillDownUnknown = run.Stop != nil
+		d.Message = "The rotation failed and restoring compute could not be confirmed: treat everything in inventory as possibly stopped."
+		if run.Stop == nil {
+			d.Message = "The rotation failed before compute was stopped; the workspace is unchanged."
+		}
+	case len(d.StillDown) > 0:
+		d.Message = "The rotation failed and some compute is still down: see still_down."
+	default:
+		d.Message = "The rotation failed; everything that was stopped is running again."
+	}
+	if run.WorkspaceStat != nil && run.WorkspaceStat.Done {
+		d.Message += " The workspace did move to the new key configuration."
+	} else if run.Patch != nil {
+		d.Message += " The workspace is not confirmed on the new key configuration; check managed_services_customer_managed_key_id."
+	}
+	return rotation.Report{DetailType: rotation.DetailRotationFailed, Outcome: d.Outcome, Detail: d}, nil
+}
+
+func phase(run *rotation.WorkspaceRun) string {
+	switch {
+	case run.Inventory == nil:
+		return "inventory"
+	case run.Stop == nil:
+		return "stop-compute"
+	case run.StopStatus == nil || !run.StopStatus.Done:
+		return "wait-for-stop"
+	case run.Patch == nil:
+		return "patch-workspace"
+	case run.WorkspaceStat == nil || !run.WorkspaceStat.Done:
+		return "verify-workspace"
+	case run.Restart == nil:
+		return "restart-compute"
+	}
+	return "wait-for-restart"
+}
+
+// errorDetail unwraps the Cause that Step Functions stores for a Lambda error, which is itself a
+// JSON document {"errorMessage", "errorType"}.
+func errorDetail(e *rotation.StepError) *ErrorDetail {
+	if e == nil {
+		return &ErrorDetail{Type: "Unknown", Message: "no error recorded"}
+	}
+	out := &ErrorDetail{Type: e.Error, Message: e.Cause}
+	var lambdaErr struct {
+		ErrorMessage string `json:"errorMessage"`
+	}
+	if strings.HasPrefix(strings.TrimSpace(e.Cause), "{") && json.Unmarshal([]byte(e.Cause), &lambdaErr) == nil && lambdaErr.ErrorMessage != "" {
+		out.Message = lambdaErr.ErrorMessage
+	}
+	return out
+}

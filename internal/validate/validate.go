@@ -1,0 +1,206 @@
+// Package validate implements the first task of the rotation: check everything, touch nothing.
+//
+// Order matters for the operator reading a rejection: the input itself, then each workspace (exists,
+// RUNNING, in the key's region), then the key (usable, policy lets Databricks in), then the storage
+// rule. Nothing here writes to Databricks or KMS.
+package validate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/databricks/databricks-sdk-go/apierr"
+	"github.com/databricks/databricks-sdk-go/service/provisioning"
+
+	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+)
+
+// KeyChecker checks that a KMS key is usable and that its policy lets Databricks in.
+type KeyChecker interface {
+	Check(ctx context.Context, keyARN string, req keypolicy.Requirement) (kmscheck.Key, error)
+}
+
+// Account is the part of the Databricks account API validation reads.
+type Account interface {
+	GetWorkspace(ctx context.Context, id int64) (*provisioning.Workspace, error)
+	ListKeyConfigs(ctx context.Context) ([]provisioning.CustomerManagedKey, error)
+}
+
+// Settings are the deployment's choices that shape a plan.
+type Settings struct {
+	DatabricksAccountID string
+	// AllowMissingAccountCondition accepts a key policy that grants the Databricks principal without
+	// the aws:PrincipalTag/DatabricksAccountId condition (a confused-deputy risk; off by default).
+	AllowMissingAccountCondition bool
+	QuietWindowSeconds           int
+	MaxConcurrency               int
+}
+
+// Task validates an execution input and returns the plan.
+type Task struct {
+	Keys     KeyChecker
+	Account  Account
+	Settings Settings
+}
+
+// Handle is the Lambda entry point: the raw execution input in, the plan out.
+func (t *Task) Handle(ctx context.Context, raw json.RawMessage) (rotation.Plan, error) {
+	req, err := rotation.ParseRequest(raw)
+	if err != nil {
+		return rotation.Plan{}, err
+	}
+	return t.Validate(ctx, req)
+}
+
+// Validate checks a parsed request against Databricks and KMS.
+func (t *Task) Validate(ctx context.Context, req rotation.Request) (rotation.Plan, error) {
+	arn, err := kmscheck.ParseKeyARN(req.KeyARN)
+	if err != nil {
+		return rotation.Plan{}, err
+	}
+
+	workspaces := make([]*provisioning.Workspace, 0, len(req.WorkspaceIDs))
+	for _, id := range req.WorkspaceIDs {
+		ws, err := t.workspace(ctx, id)
+		if err != nil {
+			return rotation.Plan{}, err
+		}
+		if ws.AwsRegion != "" && ws.AwsRegion != arn.Region {
+			return rotation.Plan{}, taskerr.Errorf[taskerr.KeyRegionMismatch](
+				"key %s is in %s but workspace %s (%s) is in %s: Databricks requires the key in the workspace's region",
+				req.KeyARN, arn.Region, id, ws.WorkspaceName, ws.AwsRegion)
+		}
+		workspaces = append(workspaces, ws)
+	}
+
+	key, err := t.Keys.Check(ctx, req.KeyARN, keypolicy.Requirement{
+		DatabricksAccountID:          t.Settings.DatabricksAccountID,
+		Partition:                    arn.Partition,
+		UseCases:                     req.UseCases,
+		AllowMissingAccountCondition: t.Settings.AllowMissingAccountCondition,
+	})
+	if err != nil {
+		return rotation.Plan{}, err
+	}
+
+	configs, err := t.Account.ListKeyConfigs(ctx)
+	if err != nil {
+		return rotation.Plan{}, fmt.Errorf("listing key configurations: %w", err)
+	}
+	keyARNOf := map[string]string{}
+	for _, c := range configs {
+		if c.AwsKeyInfo != nil {
+			keyARNOf[c.CustomerManagedKeyId] = c.AwsKeyInfo.KeyArn
+		}
+	}
+
+	plan := rotation.Plan{
+		KeyARN:                    key.ARN,
+		KeyAlias:                  firstNonEmpty(req.KeyAlias, key.AliasName),
+		KeyRegion:                 key.Region,
+		UseCases:                  req.UseCases,
+		ReuseKeyForClusterVolumes: req.ReuseKeyForVolumes(),
+		DryRun:                    req.DryRun,
+		QuietWindowSeconds:        t.Settings.QuietWindowSeconds,
+		MaxConcurrency:            max(1, t.Settings.MaxConcurrency),
+	}
+	if existing := MatchingKeyConfig(configs, key.ARN, req.UseCases, plan.ReuseKeyForClusterVolumes); existing != nil {
+		plan.ExistingKeyConfigID = existing.CustomerManagedKeyId
+	}
+
+	wantsStorage := rotation.HasUseCase(req.UseCases, rotation.UseCaseStorage)
+	wantsManaged := rotation.HasUseCase(req.UseCases, rotation.UseCaseManagedServices)
+	for _, ws := range workspaces {
+		target := rotation.WorkspaceTarget{
+			WorkspaceID:           strconv.FormatInt(ws.WorkspaceId, 10),
+			WorkspaceName:         ws.WorkspaceName,
+			DeploymentName:        ws.DeploymentName,
+			Region:                firstNonEmpty(ws.AwsRegion, key.Region),
+			PreviousManagedKeyID:  ws.ManagedServicesCustomerManagedKeyId,
+			PreviousManagedKeyARN: keyARNOf[ws.ManagedServicesCustomerManagedKeyId],
+			PreviousStorageKeyID:  ws.StorageCustomerManagedKeyId,
+		}
+		storageKeyARN := keyARNOf[ws.StorageCustomerManagedKeyId]
+		if wantsStorage && ws.StorageCustomerManagedKeyId != "" && storageKeyARN != key.ARN {
+			return rotation.Plan{}, taskerr.Errorf[taskerr.StorageKeyReplacementRefused](
+				"workspace %s (%s) already encrypts its storage with key configuration %s (%s); Databricks cannot replace a storage key on a running workspace. "+
+					"Rotate that key's material in KMS instead (the ARN stays the same, so Databricks needs nothing), or request use_cases [\"MANAGED_SERVICES\"] only",
+				target.WorkspaceID, ws.WorkspaceName, ws.StorageCustomerManagedKeyId, orUnknown(storageKeyARN))
+		}
+		target.AddsStorageKey = wantsStorage && ws.StorageCustomerManagedKeyId == ""
+		managedDone := !wantsManaged || (target.PreviousManagedKeyARN != "" && target.PreviousManagedKeyARN == key.ARN)
+		storageDone := !wantsStorage || storageKeyARN == key.ARN
+		target.AlreadyOnKey = managedDone && storageDone
+		plan.Workspaces = append(plan.Workspaces, target)
+	}
+	return plan, nil
+}
+
+func (t *Task) workspace(ctx context.Context, id string) (*provisioning.Workspace, error) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil {
+		return nil, taskerr.Errorf[taskerr.InvalidInput]("workspace_ids: %q is not a workspace id", id)
+	}
+	ws, err := t.Account.GetWorkspace(ctx, n)
+	switch {
+	case errors.Is(err, apierr.ErrNotFound):
+		return nil, taskerr.Errorf[taskerr.WorkspaceNotFound]("workspace %s does not exist in Databricks account %s", id, t.Settings.DatabricksAccountID)
+	case errors.Is(err, apierr.ErrPermissionDenied):
+		return nil, taskerr.Errorf[taskerr.WorkspaceNotFound]("workspace %s is not visible to the rotator's service principal (permission denied): it needs the account admin role", id)
+	case err != nil:
+		return nil, fmt.Errorf("reading workspace %s: %w", id, err)
+	}
+	if ws.WorkspaceStatus != provisioning.WorkspaceStatusRunning {
+		return nil, taskerr.Errorf[taskerr.WorkspaceNotRunning]("workspace %s (%s) is %s, not RUNNING: %s",
+			id, ws.WorkspaceName, ws.WorkspaceStatus, orUnknown(ws.WorkspaceStatusMessage))
+	}
+	return ws, nil
+}
+
+// MatchingKeyConfig finds a key configuration for exactly this key and these use cases, so that a
+// rotation never registers a duplicate.
+func MatchingKeyConfig(configs []provisioning.CustomerManagedKey, keyARN string, useCases []string, reuseForVolumes bool) *provisioning.CustomerManagedKey {
+	for i := range configs {
+		c := &configs[i]
+		if c.AwsKeyInfo == nil || c.AwsKeyInfo.KeyArn != keyARN {
+			continue
+		}
+		have := make([]string, 0, len(c.UseCases))
+		for _, uc := range c.UseCases {
+			have = append(have, string(uc))
+		}
+		slices.Sort(have)
+		if !slices.Equal(have, useCases) {
+			continue
+		}
+		if rotation.HasUseCase(useCases, rotation.UseCaseStorage) && c.AwsKeyInfo.ReuseKeyForClusterVolumes != reuseForVolumes {
+			continue
+		}
+		return c
+	}
+	return nil
+}
+
+func firstNonEmpty(values ...string) string {
+	for _, v := range values {
+		if strings.TrimSpace(v) != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}

@@ -1,0 +1,129 @@
+// Package wire holds what every function's composition root does the same way: structured logs with
+// the Lambda request id, the AWS configuration, Databricks clients with credentials from Secrets
+// Manager, and typed settings read from the environment.
+package wire
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+)
+
+// Lookup reads one environment variable (os.LookupEnv in main, a map in tests).
+type Lookup func(string) (string, bool)
+
+// Logger returns the JSON logger that adds the Lambda request id to every record logged with a context.
+func Logger() *slog.Logger { return lambdacontext.NewLogger() }
+
+// AWS loads the default AWS configuration. It honours AWS_ENDPOINT_URL_<SERVICE>, which is how the
+// local sandbox points the functions at local-kms and its local AWS endpoint.
+func AWS(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+type secretsReader struct{ client *secretsmanager.Client }
+
+func (s secretsReader) SecretString(ctx context.Context, id string) (string, error) {
+	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.SecretString), nil
+}
+
+// Databricks builds the Databricks client factory from the environment.
+func Databricks(ctx context.Context, lookup Lookup, awsCfg aws.Config) (*dbclient.Factory, error) {
+	settings, err := dbclient.LoadSettings(ctx, lookup, secretsReader{secretsmanager.NewFromConfig(awsCfg)})
+	if err != nil {
+		return nil, err
+	}
+	return dbclient.NewFactory(settings), nil
+}
+
+// Settings reads typed settings and collects every problem, so one error names them all.
+type Settings struct {
+	lookup   Lookup
+	problems []string
+}
+
+// NewSettings reads from lookup.
+func NewSettings(lookup Lookup) *Settings { return &Settings{lookup: lookup} }
+
+func (s *Settings) raw(name string) (string, bool) {
+	v, ok := s.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+// Duration reads a Go duration ("90s", "30m"), or returns def when unset.
+func (s *Settings) Duration(name string, def time.Duration) time.Duration {
+	v, ok := s.raw(name)
+	if !ok {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		s.problems = append(s.problems, fmt.Sprintf("%s must be a positive duration like 30m, got %q", name, v))
+		return def
+	}
+	return d
+}
+
+// Int reads a non-negative integer, or returns def when unset.
+func (s *Settings) Int(name string, def int) int {
+	v, ok := s.raw(name)
+	if !ok {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		s.problems = append(s.problems, fmt.Sprintf("%s must be a non-negative integer, got %q", name, v))
+		return def
+	}
+	return n
+}
+
+// Bool reads true/false, or returns def when unset.
+func (s *Settings) Bool(name string, def bool) bool {
+	v, ok := s.raw(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		s.problems = append(s.problems, fmt.Sprintf("%s must be true or false, got %q", name, v))
+		return def
+	}
+	return b
+}
+
+// Required reads a string that must be set.
+func (s *Settings) Required(name string) string {
+	v, ok := s.raw(name)
+	if !ok {
+		s.problems = append(s.problems, name+" is required")
+	}
+	return v
+}
+
+// Err returns one error naming every problem found, or nil.
+func (s *Settings) Err() error {
+	if len(s.problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration: %s", strings.Join(s.problems, "; "))
+}
