@@ -258,8 +258,8 @@ func (s *Server) getWorkspace(c *call) (any, error) {
 
 // updatableWorkspaceFields are the fields the update-workspace API documents for AWS.
 var updatableWorkspaceFields = map[string]bool{
-	"credentials_id":                           true,
-	"network_id":                               true,
+	"credentials_id": true,
+	"network_id":     true,
 	"managed_services_customer_managed_key_id": true,
 	"storage_customer_managed_key_id":          true,
 	"private_access_settings_id":               true,
@@ -282,14 +282,13 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		return nil, err
 	}
 	current := r.view(c.now)
-
-	changes, err := workspaceChanges(current, body, c.r.URL.Query().Get("update_mask"))
-	if err != nil {
-		return nil, err
-	}
 	if current.WorkspaceStatus != provisioning.WorkspaceStatusRunning {
 		return nil, badRequest("INVALID_STATE", "Workspace %d is %s; only a RUNNING workspace can be updated",
 			current.WorkspaceId, current.WorkspaceStatus)
+	}
+	changes, err := workspaceChanges(current, body, c.r.URL.Query().Get("update_mask"))
+	if err != nil {
+		return nil, err
 	}
 	after, err := overlayWorkspace(current, changes)
 	if err != nil {

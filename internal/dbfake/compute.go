@@ -370,10 +370,13 @@ func (s *Server) editPool(c *call) (any, error) {
 	if err := decodeBody(c, &req); err != nil {
 		return nil, err
 	}
-	for name, v := range map[string]string{"instance_pool_id": req.InstancePoolId,
-		"instance_pool_name": req.InstancePoolName, "node_type_id": req.NodeTypeId} {
-		if v == "" {
-			return nil, badRequest("INVALID_PARAMETER_VALUE", "Missing required field: %s", name)
+	for _, f := range []struct{ name, value string }{
+		{"instance_pool_id", req.InstancePoolId},
+		{"instance_pool_name", req.InstancePoolName},
+		{"node_type_id", req.NodeTypeId},
+	} {
+		if f.value == "" {
+			return nil, badRequest("INVALID_PARAMETER_VALUE", "Missing required field: %s", f.name)
 		}
 	}
 	p := s.computeOf(c.wsID).pools.get(req.InstancePoolId)

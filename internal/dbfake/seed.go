@@ -130,12 +130,12 @@ func (s *Server) validateSeed(seed SeedFile) error {
 		if ws.WorkspaceStatus != "" {
 			errs = appendSetErr(errs, at+".workspace.workspace_status", new(provisioning.WorkspaceStatus), string(ws.WorkspaceStatus))
 		}
-		for field, id := range map[string]string{
-			"managed_services_customer_managed_key_id": ws.ManagedServicesCustomerManagedKeyId,
-			"storage_customer_managed_key_id":          ws.StorageCustomerManagedKeyId,
+		for _, ref := range []struct{ field, id string }{
+			{"managed_services_customer_managed_key_id", ws.ManagedServicesCustomerManagedKeyId},
+			{"storage_customer_managed_key_id", ws.StorageCustomerManagedKeyId},
 		} {
-			if _, ok := keys[id]; id != "" && !ok {
-				errs = append(errs, fmt.Errorf("%s.workspace.%s: key configuration %q is not seeded", at, field, id))
+			if _, ok := keys[ref.id]; ref.id != "" && !ok {
+				errs = append(errs, fmt.Errorf("%s.workspace.%s: key configuration %q is not seeded", at, ref.field, ref.id))
 			}
 		}
 		clusterIDs := map[string]bool{}
@@ -186,7 +186,8 @@ func appendSetErr(errs []error, at string, enum interface{ Set(string) error }, 
 }
 
 // AddWorkspace adds or replaces a workspace and returns its id (generated when 0). Status defaults
-// to RUNNING; AccountId is always the fake's account.
+// to RUNNING; AccountId is always the fake's account. Replacing a workspace drops any update in
+// flight but keeps its compute.
 func (s *Server) AddWorkspace(ws provisioning.Workspace) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
