@@ -129,9 +129,10 @@ func AtBoundary(err error) error {
 	}
 	msg := err.Error()
 	for _, candidate := range All {
-		target := reflect.New(reflect.TypeOf(candidate).Elem()).Interface()
-		if errors.As(err, &target) {
-			return withReason(target.(error), msg)
+		// A **T, so that errors.As looks for exactly this type.
+		target := reflect.New(reflect.TypeOf(candidate))
+		if errors.As(err, target.Interface()) {
+			return withReason(target.Elem().Interface().(error), msg)
 		}
 	}
 	var apiErr *apierr.APIError
