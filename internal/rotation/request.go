@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,13 +20,13 @@ var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 // Workspace ids may be given as strings or as JSON numbers (the console makes numbers easy to type).
 func ParseRequest(raw []byte) (Request, error) {
 	var wire struct {
-		WorkspaceIDs              []json.Number `json:"workspace_ids"`
-		KeyARN                    *string       `json:"key_arn"`
-		KeyAlias                  string        `json:"key_alias"`
-		UseCases                  []string      `json:"use_cases"`
-		ReuseKeyForClusterVolumes *bool         `json:"reuse_key_for_cluster_volumes"`
-		DryRun                    bool          `json:"dry_run"`
-		Trigger                   *Trigger      `json:"trigger"`
+		WorkspaceIDs              []json.RawMessage `json:"workspace_ids"`
+		KeyARN                    *string           `json:"key_arn"`
+		KeyAlias                  string            `json:"key_alias"`
+		UseCases                  []string          `json:"use_cases"`
+		ReuseKeyForClusterVolumes *bool             `json:"reuse_key_for_cluster_volumes"`
+		DryRun                    bool              `json:"dry_run"`
+		Trigger                   *Trigger          `json:"trigger"`
 	}
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
@@ -44,8 +45,8 @@ func ParseRequest(raw []byte) (Request, error) {
 		problems = append(problems, "workspace_ids: at least one workspace id is required")
 	}
 	seen := map[string]bool{}
-	for i, n := range wire.WorkspaceIDs {
-		id := strings.TrimSpace(n.String())
+	for i, rawID := range wire.WorkspaceIDs {
+		id := strings.TrimSpace(strings.Trim(string(rawID), `"`))
 		if !workspaceIDPattern.MatchString(id) {
 			problems = append(problems, fmt.Sprintf("workspace_ids[%d]: %q is not a Databricks workspace id (digits only)", i, id))
 			continue
@@ -102,6 +103,8 @@ func describeJSONError(err error) string {
 	switch {
 	case errors.As(err, &typeErr):
 		return fmt.Sprintf("field %s: expected %s, got a JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: the input ends before the object does"
 	case errors.As(err, &syntaxErr):
 		return fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
 	case strings.HasPrefix(err.Error(), "json: unknown field"):

@@ -1,0 +1,141 @@
+package validate_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+
+	"github.com/databricks/databricks-sdk-go/service/provisioning"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
+	"github.com/acme/databricks-cmk-rotator/internal/faketest"
+	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/acme/databricks-cmk-rotator/internal/validate"
+)
+
+const (
+	newKeyARN = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	oldKeyARN = "arn:aws:kms:us-west-2:111122223333:key/0000aaaa-12ab-34cd-56ef-1234567890ab"
+)
+
+// keyChecker answers like kmscheck.Checker for one key; kmscheck's own tests run against local-kms.
+type keyChecker struct {
+	err   error
+	calls []keypolicy.Requirement
+}
+
+func (k *keyChecker) Check(_ context.Context, arn string, req keypolicy.Requirement) (kmscheck.Key, error) {
+	k.calls = append(k.calls, req)
+	parsed, err := kmscheck.ParseKeyARN(arn)
+	if err != nil {
+		return kmscheck.Key{}, err
+	}
+	return kmscheck.Key{ARN: arn, Region: parsed.Region, Partition: parsed.Partition, State: "Enabled"}, k.err
+}
+
+type fixture struct {
+	fake *dbfake.Server
+	keys *keyChecker
+	task *validate.Task
+	old  string
+}
+
+func newFixture(t *testing.T) *fixture {
+	f := &fixture{keys: &keyChecker{}}
+	f.fake = faketest.Start(t, dbfake.Options{})
+	f.old = f.fake.AddKeyConfig(provisioning.CustomerManagedKey{UseCases: []provisioning.KeyUseCase{"MANAGED_SERVICES", "STORAGE"},
+		AwsKeyInfo: &provisioning.AwsKeyInfo{KeyArn: oldKeyARN, KeyRegion: "us-west-2", ReuseKeyForClusterVolumes: true}})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 11, WorkspaceName: "plain", DeploymentName: "plain", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING"})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 12, WorkspaceName: "encrypted", DeploymentName: "encrypted", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING",
+		ManagedServicesCustomerManagedKeyId: f.old, StorageCustomerManagedKeyId: f.old})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 13, WorkspaceName: "europe", DeploymentName: "europe", AwsRegion: "eu-west-1", WorkspaceStatus: "RUNNING"})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 14, WorkspaceName: "new", DeploymentName: "new", AwsRegion: "us-west-2", WorkspaceStatus: "PROVISIONING"})
+	account, err := faketest.Factory(f.fake).Account()
+	require.NoError(t, err)
+	f.task = &validate.Task{Keys: f.keys, Account: account, Settings: validate.Settings{DatabricksAccountID: faketest.AccountID, QuietWindowSeconds: 1200, MaxConcurrency: 5}}
+	return f
+}
+
+func (f *fixture) validate(t *testing.T, input string) (rotation.Plan, error) {
+	t.Helper()
+	return f.task.Handle(context.Background(), json.RawMessage(input))
+}
+
+func TestAValidManagedServicesRotationPlansEveryWorkspace(t *testing.T) {
+	f := newFixture(t)
+	plan, err := f.validate(t, `{"workspace_ids": ["11", 12], "key_arn": "`+newKeyARN+`", "key_alias": "alias/databricks/prod"}`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"MANAGED_SERVICES"}, plan.UseCases, "MANAGED_SERVICES is the default use case")
+	assert.Equal(t, "us-west-2", plan.KeyRegion)
+	assert.Empty(t, plan.ExistingKeyConfigID)
+	require.Len(t, plan.Workspaces, 2)
+	assert.Equal(t, rotation.WorkspaceTarget{WorkspaceID: "11", WorkspaceName: "plain", DeploymentName: "plain", Region: "us-west-2"}, plan.Workspaces[0])
+	assert.Equal(t, f.old, plan.Workspaces[1].PreviousManagedKeyID)
+	assert.Equal(t, oldKeyARN, plan.Workspaces[1].PreviousManagedKeyARN)
+	assert.False(t, plan.Workspaces[1].AddsStorageKey)
+	require.Len(t, f.keys.calls, 1)
+	assert.Equal(t, keypolicy.Requirement{DatabricksAccountID: faketest.AccountID, Partition: "aws", UseCases: []string{"MANAGED_SERVICES"}}, f.keys.calls[0])
+}
+
+func TestRefusalsNameWhatIsWrongAndComeBeforeTheKeyIsUsed(t *testing.T) {
+	cases := []struct {
+		name, input string
+		want        error
+		mention     string
+	}{
+		{"malformed JSON", `{"workspace_ids": [`, &taskerr.InvalidInput{}, "malformed JSON"},
+		{"missing key", `{"workspace_ids": ["11"]}`, &taskerr.InvalidInput{}, "key_arn"},
+		{"a workspace id that is not a number", `{"workspace_ids": ["prod"], "key_arn": "` + newKeyARN + `"}`, &taskerr.InvalidInput{}, "workspace_ids[0]"},
+		{"an unknown use case", `{"workspace_ids": ["11"], "key_arn": "` + newKeyARN + `", "use_cases": ["EVERYTHING"]}`, &taskerr.InvalidInput{}, "use_cases[0]"},
+		{"an unknown field", `{"workspace_ids": ["11"], "key_arn": "` + newKeyARN + `", "dryrun": true}`, &taskerr.InvalidInput{}, "dryrun"},
+		{"an alias instead of a key ARN in key_arn", `{"workspace_ids": ["11"], "key_arn": "alias/databricks/prod"}`, &taskerr.InvalidInput{}, "key_arn"},
+		{"an unknown workspace", `{"workspace_ids": ["99"], "key_arn": "` + newKeyARN + `"}`, &taskerr.WorkspaceNotFound{}, "99"},
+		{"a workspace that is not running", `{"workspace_ids": ["14"], "key_arn": "` + newKeyARN + `"}`, &taskerr.WorkspaceNotRunning{}, "PROVISIONING"},
+		{"a key in another region", `{"workspace_ids": ["11", "13"], "key_arn": "` + newKeyARN + `"}`, &taskerr.KeyRegionMismatch{}, "eu-west-1"},
+		{"replacing a storage key", `{"workspace_ids": ["12"], "key_arn": "` + newKeyARN + `", "use_cases": ["MANAGED_SERVICES", "STORAGE"]}`, &taskerr.StorageKeyReplacementRefused{}, "cannot replace a storage key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			_, err := f.validate(t, tc.input)
+			require.Error(t, err)
+			assert.Equal(t, taskerr.Name(tc.want), taskerr.Name(taskerr.AtBoundary(err)), err.Error())
+			assert.Contains(t, err.Error(), tc.mention)
+			for _, r := range f.fake.Requests() {
+				assert.Equal(t, "GET", r.Method, "validation changed something: %s %s", r.Method, r.Path)
+			}
+		})
+	}
+}
+
+func TestAKeyRefusedByKMSChecksIsPassedThrough(t *testing.T) {
+	f := newFixture(t)
+	f.keys.err = &taskerr.KeyPolicyRejected{Reason: "key policy does not allow the Databricks control plane kms:Decrypt"}
+	_, err := f.validate(t, `{"workspace_ids": ["11"], "key_arn": "`+newKeyARN+`"}`)
+	var rejected *taskerr.KeyPolicyRejected
+	require.True(t, errors.As(err, &rejected))
+}
+
+func TestAddingAStorageKeyToAWorkspaceWithoutOneIsPlannedWithTheQuietWindow(t *testing.T) {
+	f := newFixture(t)
+	plan, err := f.validate(t, `{"workspace_ids": ["11"], "key_arn": "`+newKeyARN+`", "use_cases": ["STORAGE", "MANAGED_SERVICES"], "reuse_key_for_cluster_volumes": false}`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"MANAGED_SERVICES", "STORAGE"}, plan.UseCases)
+	assert.False(t, plan.ReuseKeyForClusterVolumes)
+	assert.True(t, plan.Workspaces[0].AddsStorageKey)
+	assert.Equal(t, 1200, plan.QuietWindowSeconds)
+}
+
+func TestAWorkspaceAlreadyOnTheKeyIsMarkedSoNothingIsStopped(t *testing.T) {
+	f := newFixture(t)
+	plan, err := f.validate(t, `{"workspace_ids": ["12"], "key_arn": "`+oldKeyARN+`", "use_cases": ["MANAGED_SERVICES", "STORAGE"]}`)
+	require.NoError(t, err)
+	assert.True(t, plan.Workspaces[0].AlreadyOnKey)
+	assert.Equal(t, f.old, plan.ExistingKeyConfigID, "the existing key configuration is reused, never duplicated")
+}
