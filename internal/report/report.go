@@ -164,22 +164,22 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 	return rotation.Report{DetailType: rotation.DetailRotationFailed, Outcome: d.Outcome, Detail: d}, nil
 }
 
+// phase names the step that failed: the furthest step the run had reached. Compensation only adds
+// restart fields, so it does not move the phase.
 func phase(run *rotation.WorkspaceRun) string {
 	switch {
-	case run.Inventory == nil:
-		return "inventory"
-	case run.Stop == nil:
-		return "stop-compute"
-	case run.StopStatus == nil || !run.StopStatus.Done:
-		return "wait-for-stop"
-	case run.Patch == nil:
-		return "patch-workspace"
-	case run.WorkspaceStat == nil || !run.WorkspaceStat.Done:
-		return "verify-workspace"
-	case run.Restart == nil:
+	case run.WorkspaceStat != nil && run.WorkspaceStat.Done:
 		return "restart-compute"
+	case run.Patch != nil:
+		return "verify-workspace"
+	case run.StopStatus != nil && run.StopStatus.Done:
+		return "patch-workspace"
+	case run.Stop != nil:
+		return "wait-for-stop"
+	case run.Inventory != nil:
+		return "stop-compute"
 	}
-	return "wait-for-restart"
+	return "inventory"
 }
 
 // errorDetail unwraps the Cause that Step Functions stores for a Lambda error, which is itself a
