@@ -21,9 +21,10 @@ import (
 // AccountConditionKey is the condition key Databricks sets on its control-plane principal.
 const AccountConditionKey = "aws:PrincipalTag/DatabricksAccountId"
 
-// AllowMissingAccountConditionParam is the operator-facing name of Requirement.AllowMissingAccountCondition,
-// quoted in rejection reasons so the reader knows which switch accepts the risk.
-const AllowMissingAccountConditionParam = "allow_missing_account_condition"
+// AllowMissingAccountConditionParam is the operator-facing switch behind
+// Requirement.AllowMissingAccountCondition (the Validate function's environment variable, read in
+// internal/wire), quoted in rejection reasons so the reader knows what accepts the risk.
+const AllowMissingAccountConditionParam = "ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION"
 
 // Requirement says who must be able to use the key and for what.
 type Requirement struct {
@@ -287,7 +288,7 @@ func (ev *evaluation) reason(all []Principal, required []actionReq, req Requirem
 		}
 		return b.String()
 	}
-	return fmt.Sprintf("key policy lets %s use the key without the condition %s = %s (statement %s), so any Databricks account could have Databricks use this key (confused deputy); add \"Condition\": {\"StringEquals\": {%q: [%q]}} to the statement, or set %s to accept the risk",
+	return fmt.Sprintf("key policy lets %s use the key without the condition %s = %s (statement %s), so any Databricks account could have Databricks use this key (confused deputy); add \"Condition\": {\"StringEquals\": {%q: [%q]}} to the statement, or set %s=true to accept the risk",
 		who, AccountConditionKey, req.DatabricksAccountID, strings.Join(ev.unscopedStatements, ", "),
 		AccountConditionKey, req.DatabricksAccountID, AllowMissingAccountConditionParam)
 }

@@ -199,7 +199,7 @@ func TestCheck(t *testing.T) {
 				`without the condition aws:PrincipalTag/DatabricksAccountId = ` + accountID + ` (statement "Databricks MS")`,
 				"confused deputy",
 				`"StringEquals": {"aws:PrincipalTag/DatabricksAccountId": ["` + accountID + `"]}`,
-				"set allow_missing_account_condition",
+				"set ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION=true to accept the risk",
 			},
 		},
 		{
@@ -284,8 +284,8 @@ func TestCheck(t *testing.T) {
 			name: "an unconditional Deny of kms:Decrypt to Databricks rejects the policy",
 			policy: policy(vendorManagedServices,
 				`{"Sid":"NoDecrypt","Effect":"Deny","Principal":{"AWS":"414351767826"},"Action":"kms:Decrypt","Resource":"*"}`),
-			useCases: managed,
-			want:     &taskerr.KeyPolicyRejected{},
+			useCases:     managed,
+			want:         &taskerr.KeyPolicyRejected{},
 			reasonPrefix: `key policy statement "NoDecrypt" denies the Databricks control plane (arn:aws:iam::414351767826:root) kms:Decrypt with no condition`,
 		},
 		{
