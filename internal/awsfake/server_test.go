@@ -138,7 +138,9 @@ func TestStartExecutionRefusesInvalidNames(t *testing.T) {
 		"a$b", "a&b", "ctl\x01", "del\x7f", "c1\u0085", "nbsp\u00a0",
 	} {
 		t.Run("refuses "+strings.ToValidUTF8(name, "?"), func(t *testing.T) {
-			_, err := f.start(t, name, "{}")
+			_, err := f.sfn.StartExecution(context.Background(), &sfn.StartExecutionInput{
+				StateMachineArn: aws.String(smARN), Name: aws.String(name), Input: aws.String("{}"),
+			})
 			var invalid *sfntypes.InvalidName
 			require.ErrorAs(t, err, &invalid)
 		})
@@ -398,7 +400,7 @@ func TestPutEventsRecordsEntriesAndInjectsFailures(t *testing.T) {
 	events := f.srv.Events()
 	require.Len(t, events, 2)
 	assert.Equal(t, awsfake.Event{
-		EventID: aws.ToString(events[0].EventID), Source: "acme.rotator", DetailType: "Rotation Succeeded", Detail: `{"workspace":1}`,
+		EventID: events[0].EventID, Source: "acme.rotator", DetailType: "Rotation Succeeded", Detail: `{"workspace":1}`,
 		EventBusName: "default", Resources: []string{"arn:aws:kms:us-east-1:123456789012:key/k"}, Time: when,
 	}, events[0])
 	assert.Equal(t, "B", events[1].DetailType)

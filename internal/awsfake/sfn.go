@@ -26,7 +26,9 @@ type Runner interface {
 type RunnerFunc func(ctx context.Context, exec Execution) (string, *ExecError)
 
 // Run calls f.
-func (f RunnerFunc) Run(ctx context.Context, exec Execution) (string, *ExecError) { return f(ctx, exec) }
+func (f RunnerFunc) Run(ctx context.Context, exec Execution) (string, *ExecError) {
+	return f(ctx, exec)
+}
 
 // ExecutionStatus is the status of an execution, spelled as the Step Functions API spells it.
 type ExecutionStatus string

@@ -1,0 +1,84 @@
+// The two optimized service integrations the rotation workflow uses, sent to the local AWS
+// endpoint (internal/awsfake) over the AWS JSON protocols.
+import { SandboxFault, TaskError } from './errors.mjs';
+
+const SERVICES = {
+  events: { targetPrefix: 'AWSEvents', contentType: 'application/x-amz-json-1.1', errorPrefix: 'EventBridge', name: 'AmazonEventBridge' },
+  states: { targetPrefix: 'AWSStepFunctions', contentType: 'application/x-amz-json-1.0', errorPrefix: 'StepFunctions', name: 'AWSStepFunctions' },
+};
+
+/**
+ * Calls one operation. An AWS error answer becomes the error an optimized integration raises:
+ * "<Service>.<Code>Exception" (e.g. StepFunctions.ExecutionAlreadyExistsException), with a Cause
+ * shaped like the AWS SDK for Java message Step Functions shows.
+ */
+async function call(endpoint, service, operation, body) {
+  const svc = SERVICES[service];
+  if (!endpoint) {
+    throw new SandboxFault('Sandbox.NoAwsEndpoint', `${svc.targetPrefix}.${operation} needs "aws_endpoint" in the job`);
+  }
+  let res;
+  let text;
+  try {
+    res = await fetch(new URL('/', endpoint), {
+      method: 'POST',
+      headers: { 'Content-Type': svc.contentType, 'X-Amz-Target': `${svc.targetPrefix}.${operation}` },
+      body: JSON.stringify(body),
+    });
+    text = await res.text();
+  } catch (err) {
+    throw new SandboxFault('Sandbox.AwsEndpointUnreachable', `${svc.targetPrefix}.${operation} at ${endpoint}: ${err.cause?.message ?? err.message}`);
+  }
+  let parsed = {};
+  try {
+    parsed = text ? JSON.parse(text) : {};
+  } catch {
+    throw new SandboxFault('Sandbox.BadAwsResponse', `${svc.targetPrefix}.${operation}: HTTP ${res.status}, body is not JSON: ${text.slice(0, 500)}`);
+  }
+  if (res.ok) return parsed;
+
+  // __type may carry a namespace ("com.amazonaws...#Code") or a suffix after ':'.
+  const rawCode = res.headers.get('x-amzn-errortype') ?? parsed.__type ?? 'UnknownError';
+  const code = rawCode.split(':')[0].split('#').pop();
+  const requestId = res.headers.get('x-amzn-requestid') ?? '';
+  const message = parsed.message ?? parsed.Message ?? '';
+  const name = `${svc.errorPrefix}.${code.endsWith('Exception') ? code : `${code}Exception`}`;
+  throw new TaskError(name, `${message} (Service: ${svc.name}; Status Code: ${res.status}; Error Code: ${code}; Request ID: ${requestId}; Proxy: null)`);
+}
+
+/**
+ * arn:aws:states:::events:putEvents. As the real integration does, a Detail object is sent as its
+ * JSON text and the execution and state machine ARNs are appended to each entry's Resources;
+ * a response with FailedEntryCount > 0 fails the task with EventBridge.FailedEntry.
+ */
+export async function putEvents(endpoint, params, context) {
+  if (!Array.isArray(params?.Entries)) {
+    throw new TaskError('States.Runtime', 'events:putEvents needs Parameters.Entries to be an array');
+  }
+  const appended = [context?.Execution?.Id, context?.StateMachine?.Id].filter(Boolean);
+  const entries = params.Entries.map((entry) => {
+    const out = { ...entry };
+    if (entry.Detail !== undefined && typeof entry.Detail !== 'string') out.Detail = JSON.stringify(entry.Detail);
+    if (appended.length) out.Resources = [...(entry.Resources ?? []), ...appended];
+    return out;
+  });
+  const result = await call(endpoint, 'events', 'PutEvents', { Entries: entries });
+  if ((result.FailedEntryCount ?? 0) > 0) {
+    throw new TaskError('EventBridge.FailedEntry', JSON.stringify(result));
+  }
+  return result;
+}
+
+/** arn:aws:states:::states:startExecution (request-response). */
+export async function startExecution(endpoint, params) {
+  if (typeof params?.StateMachineArn !== 'string') {
+    throw new TaskError('States.Runtime', 'states:startExecution needs Parameters.StateMachineArn');
+  }
+  const body = { stateMachineArn: params.StateMachineArn };
+  if (params.Name !== undefined) body.name = params.Name;
+  if (params.Input !== undefined) body.input = typeof params.Input === 'string' ? params.Input : JSON.stringify(params.Input);
+  if (params.TraceHeader !== undefined) body.traceHeader = params.TraceHeader;
+  const result = await call(endpoint, 'states', 'StartExecution', body);
+  // The integration reports StartDate as epoch milliseconds (the API itself uses epoch seconds).
+  return { ExecutionArn: result.executionArn, StartDate: Math.round(Number(result.startDate) * 1000) };
+}
