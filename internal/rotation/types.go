@@ -210,13 +210,15 @@ type PatchResult struct {
 
 // WorkspaceStat is one check of the post-PATCH wait loop, stored at $.workspace_status.
 type WorkspaceStat struct {
-	Done             bool      `json:"done"`
-	Attempt          int       `json:"attempt"`
-	Status           string    `json:"status"`
-	ManagedKeyID     string    `json:"managed_services_key_id,omitempty"`
-	StorageKeyID     string    `json:"storage_key_id,omitempty"`
-	CheckedAt        time.Time `json:"checked_at"`
-	PollAfterSeconds int       `json:"poll_after_seconds"`
+	Done         bool   `json:"done"`
+	Attempt      int    `json:"attempt"`
+	Status       string `json:"status"`
+	ManagedKeyID string `json:"managed_services_key_id,omitempty"`
+	StorageKeyID string `json:"storage_key_id,omitempty"`
+	// NewKeySeenAt is when a check first saw the new ids; done once they have held for the settle window.
+	NewKeySeenAt     *time.Time `json:"new_key_seen_at,omitempty"`
+	CheckedAt        time.Time  `json:"checked_at"`
+	PollAfterSeconds int        `json:"poll_after_seconds"`
 }
 
 // RestartResult is the output of RestartCompute, stored at $.restart.

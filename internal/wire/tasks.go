@@ -20,6 +20,7 @@ const (
 	EnvWorkers                 = "API_WORKERS"
 	EnvManagedServicesBudget   = "WORKSPACE_UPDATE_BUDGET"
 	EnvStorageBudget           = "STORAGE_UPDATE_BUDGET"
+	EnvWorkspaceSettle         = "WORKSPACE_SETTLE"
 	EnvQuietWindowSeconds      = "STORAGE_QUIET_WINDOW_SECONDS"
 	EnvMaxConcurrentWorkspaces = "MAX_CONCURRENT_WORKSPACES"
 	EnvAllowMissingCondition   = "ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION"
@@ -112,6 +113,7 @@ func WorkspaceUpdateTasks(ctx context.Context, lookup Lookup) (*wsupdate.Tasks, 
 	settings := wsupdate.Settings{
 		ManagedServicesBudget: s.Duration(EnvManagedServicesBudget, wsupdate.DefaultSettings.ManagedServicesBudget),
 		StorageBudget:         s.Duration(EnvStorageBudget, wsupdate.DefaultSettings.StorageBudget),
+		Settle:                s.Duration(EnvWorkspaceSettle, wsupdate.DefaultSettings.Settle),
 	}
 	if err := s.Err(); err != nil {
 		return nil, err

@@ -34,10 +34,13 @@ type Settings struct {
 	// StorageBudget applies when a storage key is added: the workspace may go PROVISIONING for up to
 	// 20 minutes on a Databricks-managed VPC.
 	StorageBudget time.Duration
+	// Settle is how long the new ids must hold before the update counts as done: a revert can follow
+	// a first sighting, and restarting compute on a workspace that then reverts costs a second outage.
+	Settle time.Duration
 }
 
 // DefaultSettings are the budgets used in AWS unless configured otherwise.
-var DefaultSettings = Settings{ManagedServicesBudget: 15 * time.Minute, StorageBudget: 45 * time.Minute}
+var DefaultSettings = Settings{ManagedServicesBudget: 15 * time.Minute, StorageBudget: 45 * time.Minute, Settle: 30 * time.Second}
 
 // Tasks holds the patch and check tasks.
 type Tasks struct {
@@ -145,14 +148,31 @@ func (t *Tasks) Check(ctx context.Context, run rotation.WorkspaceRun) (rotation.
 		stat.Attempt = run.WorkspaceStat.Attempt + 1
 	}
 	d := want(run)
+	var seenAt *time.Time
+	if run.WorkspaceStat != nil {
+		seenAt = run.WorkspaceStat.NewKeySeenAt
+	}
 	switch ws.WorkspaceStatus {
 	case provisioning.WorkspaceStatusFailed, provisioning.WorkspaceStatusBanned:
 		return rotation.WorkspaceStat{}, taskerr.Errorf[taskerr.WorkspaceFailed]("workspace %d went %s after the update: %s", id, ws.WorkspaceStatus, ws.WorkspaceStatusMessage)
 	case provisioning.WorkspaceStatusRunning:
 		if d.satisfiedBy(ws) {
-			stat.Done = true
+			if seenAt == nil {
+				seenAt = &now
+			}
+			stat.NewKeySeenAt = seenAt
+			if now.Sub(*seenAt) >= t.Settings.Settle {
+				stat.Done = true
+				return stat, nil
+			}
+			stat.PollAfterSeconds = max(1, min(polling.WorkspaceUpdate.After(stat.Attempt), int((t.Settings.Settle-now.Sub(*seenAt)+time.Second-1)/time.Second)))
 			return stat, nil
 		}
+	}
+	if seenAt != nil {
+		return rotation.WorkspaceStat{}, taskerr.Errorf[taskerr.WorkspaceReverted](
+			"workspace %d showed key configuration %s at %s but is now %s on managed services key configuration %q and storage key configuration %q: Databricks reverted the update",
+			id, run.KeyConfigID, seenAt.Format(time.RFC3339), ws.WorkspaceStatus, ws.ManagedServicesCustomerManagedKeyId, ws.StorageCustomerManagedKeyId)
 	}
 	if now.After(run.Patch.VerifyDeadline) {
 		waited := run.Patch.VerifyDeadline.Sub(run.Patch.PatchedAt).Round(time.Second)

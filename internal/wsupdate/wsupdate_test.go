@@ -164,3 +164,35 @@ func TestAWorkspaceThatFailsIsWorkspaceFailed(t *testing.T) {
 	var failed *taskerr.WorkspaceFailed
 	require.True(t, errors.As(err, &failed), "got %v", err)
 }
+
+func TestTheNewKeyMustHoldForTheSettleWindowAndARevertAfterASightingIsCaughtAtOnce(t *testing.T) {
+	f := newFixture(t, dbfake.Options{WorkspaceUpdateDelay: 3 * time.Minute})
+	f.tasks.Settings.Settle = time.Minute
+	f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{SilentRevert: true})
+	f.patch(t)
+
+	st, err := f.check(t)
+	require.NoError(t, err)
+	assert.False(t, st.Done, "seen once is not settled")
+	require.NotNil(t, st.NewKeySeenAt)
+	assert.LessOrEqual(t, st.PollAfterSeconds, 60, "the next check lands at the end of the settle window")
+
+	f.now = f.now.Add(4 * time.Minute) // the fake reverts after its update delay
+	_, err = f.check(t)
+	var reverted *taskerr.WorkspaceReverted
+	require.True(t, errors.As(err, &reverted), "got %v", err)
+	assert.True(t, f.now.Before(f.run.Patch.VerifyDeadline.Add(time.Minute)), "caught without waiting for the budget")
+}
+
+func TestANewKeyThatHoldsIsDoneAfterTheSettleWindow(t *testing.T) {
+	f := newFixture(t, dbfake.Options{})
+	f.tasks.Settings.Settle = time.Minute
+	f.patch(t)
+	st, err := f.check(t)
+	require.NoError(t, err)
+	require.False(t, st.Done)
+	f.now = f.now.Add(61 * time.Second)
+	st, err = f.check(t)
+	require.NoError(t, err)
+	assert.True(t, st.Done)
+}
