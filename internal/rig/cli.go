@@ -322,4 +322,3 @@ func (p printer) block(text string) {
 		fmt.Fprintln(p.w, "   "+l)
 	}
 }
-
