@@ -13,6 +13,8 @@ LOCAL_ARCH  := $(shell $(GO) env GOARCH)
 # LogicalId:directory for every Lambda function in template.yaml.
 FUNCTIONS := \
 	TriggerFunction:trigger \
+	LockWorkspacesFunction:lock-workspaces \
+	UnlockWorkspacesFunction:unlock-workspaces \
 	ValidateFunction:validate \
 	RegisterKeyConfigFunction:register-key-config \
 	InventoryFunction:inventory \

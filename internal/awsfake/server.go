@@ -65,6 +65,7 @@ type Server struct {
 	sfn     sfnState
 	events  eventsState
 	secrets secretsState
+	dynamo  dynamoState
 }
 
 // Start listens on a free port of 127.0.0.1 and serves until Close.
@@ -134,6 +135,8 @@ type apiError struct {
 	status  int
 	code    string
 	message string
+	// extra carries service-specific error fields, e.g. DynamoDB's CancellationReasons.
+	extra map[string]any
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
@@ -164,6 +167,10 @@ var routes = map[string]route{
 	"AWSStepFunctions.StopExecution":       {json10, (*Server).stopExecution},
 	"AWSEvents.PutEvents":                  {json11, (*Server).putEvents},
 	"secretsmanager.GetSecretValue":        {json11, (*Server).getSecretValue},
+	"DynamoDB_20120810.PutItem":            {json10, (*Server).putItem},
+	"DynamoDB_20120810.GetItem":            {json10, (*Server).getItem},
+	"DynamoDB_20120810.DeleteItem":         {json10, (*Server).deleteItem},
+	"DynamoDB_20120810.TransactWriteItems": {json10, (*Server).transactWriteItems},
 }
 
 // maxRequestBytes is above every quota the real services enforce (1 MB for Step Functions).
@@ -206,7 +213,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		status, code = aerr.status, aerr.code
 		w.Header().Set("X-Amzn-ErrorType", aerr.code)
-		payload, _ = json.Marshal(map[string]string{"__type": aerr.code, "message": aerr.message})
+		body := map[string]any{"__type": aerr.code, "message": aerr.message}
+		for k, v := range aerr.extra {
+			body[k] = v
+		}
+		payload, _ = json.Marshal(body)
 	} else {
 		var err error
 		if payload, err = json.Marshal(out); err != nil {

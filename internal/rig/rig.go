@@ -36,6 +36,7 @@ const (
 	DatabricksAccountID = "e11e38c5-a449-47b9-b37f-0fa36c821612"
 	ClientID            = "rotator-service-principal"
 	EventBus            = "databricks-cmk-rotator"
+	LockTable           = "databricks-cmk-rotator-locks"
 	RotatorRoleARN      = "arn:aws:iam::111122223333:role/databricks-cmk-rotator"
 )
 
@@ -48,6 +49,7 @@ type Function struct {
 // Functions are the task functions the state machine invokes, and the trigger.
 var (
 	TaskFunctions = []Function{
+		{"LockWorkspacesFunction", "lock-workspaces"}, {"UnlockWorkspacesFunction", "unlock-workspaces"},
 		{"ValidateFunction", "validate"}, {"RegisterKeyConfigFunction", "register-key-config"},
 		{"InventoryFunction", "inventory"}, {"StopComputeFunction", "stop-compute"},
 		{"ComputeStatusFunction", "compute-status"}, {"PatchWorkspaceFunction", "patch-workspace"},
@@ -189,6 +191,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		return nil, err
 	}
 	r.stops = append(r.stops, r.AWS.Close)
+	r.AWS.CreateTable(LockTable, "workspace_id")
 	secretARN := fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:databricks-cmk-rotator/service-principal", r.Region, AWSAccount)
 	secret, _ := json.Marshal(map[string]string{"client_id": ClientID, "client_secret": opts.ClientSecret})
 	r.AWS.PutSecret(secretARN, string(secret))
@@ -245,6 +248,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 	env := map[string]string{
 		"AWS_ENDPOINT_URL_KMS": r.KMSEndpoint, "AWS_ENDPOINT_URL_SECRETS_MANAGER": r.AWS.URL(),
+		"AWS_ENDPOINT_URL_DYNAMODB": r.AWS.URL(), "LOCK_TABLE_NAME": LockTable,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s", "WORKSPACE_SETTLE": "500ms",

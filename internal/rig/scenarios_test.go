@@ -389,3 +389,42 @@ func TestADryRunChangesNothingAndPublishesThePlan(t *testing.T) {
 	assert.Len(t, inv["clusters"], 4, "three interactive clusters and the job cluster would be stopped")
 	assert.Equal(t, true, plans[0]["would_create_key_config"])
 }
+
+func TestConcurrentRotationsOfOneWorkspaceRunOneAndRefuseTheOther(t *testing.T) {
+	s := start(t, nil)
+	inputs := []map[string]any{
+		{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)},
+		{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.EventKeyID)},
+	}
+	done := make(chan string, len(inputs))
+	for _, in := range inputs {
+		go func() {
+			raw, _ := json.Marshal(in)
+			arn, err := s.rig.StartExecution(s.ctx, "", raw)
+			assert.NoError(t, err)
+			done <- arn
+		}()
+	}
+	<-done
+	<-done
+	rotations := s.finish()
+	require.Len(t, rotations, 2)
+	var statuses, errs []string
+	for _, e := range rotations {
+		statuses = append(statuses, string(e.Status))
+		errs = append(errs, e.Error)
+	}
+	assert.ElementsMatch(t, []string{"SUCCEEDED", "FAILED"}, statuses, "errors: %v", errs)
+	assert.Contains(t, errs, "WorkspaceBusy")
+	rejected := s.events("Rotation Rejected")
+	require.Len(t, rejected, 1)
+	assert.Contains(t, rejected[0]["message"], "is being rotated by execution")
+	assert.Len(t, s.events("Rotation Succeeded"), 1)
+	s.assertAnalyticsComputeRestored()
+	assert.Empty(t, s.rig.AWS.Items(rig.LockTable), "every lock was released")
+
+	// Once the first has finished, the workspace can be rotated again.
+	s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.UntaggedKeyID)})
+	rotations = s.finish()
+	assert.Equal(t, awsfake.StatusSucceeded, rotations[len(rotations)-1].Status)
+}

@@ -43,6 +43,10 @@ type WorkspaceNotRunning struct{ Reason string }
 // does not support on a running workspace (only managed services keys can be rotated).
 type StorageKeyReplacementRefused struct{ Reason string }
 
+// WorkspaceBusy: another execution holds the rotation lock of a workspace. The request is refused
+// before anything is touched; it is not queued and not retried.
+type WorkspaceBusy struct{ Reason string }
+
 // ComputeStillRunning: Databricks refused the workspace PATCH with INVALID_STATE because classic
 // compute is still running. Retried by the state machine: it usually means a cluster is still terminating.
 type ComputeStillRunning struct{ Reason string }
@@ -79,6 +83,7 @@ func (e *WorkspaceNotFound) Error() string            { return e.Reason }
 func (e *WorkspaceNotRunning) Error() string          { return e.Reason }
 func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
 func (e *ComputeStillRunning) Error() string          { return e.Reason }
+func (e *WorkspaceBusy) Error() string                { return e.Reason }
 func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
 func (e *WorkspaceReverted) Error() string            { return e.Reason }
 func (e *WorkspaceUpdateTimedOut) Error() string      { return e.Reason }
@@ -90,7 +95,7 @@ func (e *DatabricksRequestFailed) Error() string      { return e.Reason }
 // Validation lists the errors that mean "refused before anything was touched".
 var Validation = []error{
 	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
-	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{},
+	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{}, &WorkspaceBusy{},
 }
 
 // Transient lists the errors the state machine retries with backoff.

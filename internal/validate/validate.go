@@ -51,9 +51,15 @@ type Task struct {
 	Settings Settings
 }
 
-// Handle is the Lambda entry point: the raw execution input in, the plan out.
-func (t *Task) Handle(ctx context.Context, raw json.RawMessage) (rotation.Plan, error) {
-	req, err := rotation.ParseRequest(raw)
+// Input is the task input: the execution input exactly as the operator or the trigger wrote it
+// ($$.Execution.Input), whatever other tasks have added to the state since.
+type Input struct {
+	Request json.RawMessage `json:"request"`
+}
+
+// Handle is the Lambda entry point: the execution input in, the plan out.
+func (t *Task) Handle(ctx context.Context, in Input) (rotation.Plan, error) {
+	req, err := rotation.ParseRequest(in.Request)
 	if err != nil {
 		return rotation.Plan{}, err
 	}

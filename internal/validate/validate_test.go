@@ -64,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) validate(t *testing.T, input string) (rotation.Plan, error) {
 	t.Helper()
-	return f.task.Handle(context.Background(), json.RawMessage(input))
+	return f.task.Handle(context.Background(), validate.Input{Request: json.RawMessage(input)})
 }
 
 func TestAValidManagedServicesRotationPlansEveryWorkspace(t *testing.T) {

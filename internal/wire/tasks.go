@@ -3,12 +3,14 @@ package wire
 import (
 	"context"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/acme/databricks-cmk-rotator/internal/compute"
 	"github.com/acme/databricks-cmk-rotator/internal/keyconfig"
 	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/validate"
+	"github.com/acme/databricks-cmk-rotator/internal/wslock"
 	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
 )
 
@@ -119,4 +121,28 @@ func WorkspaceUpdateTasks(ctx context.Context, lookup Lookup) (*wsupdate.Tasks, 
 		return nil, err
 	}
 	return &wsupdate.Tasks{Account: account, Settings: settings}, nil
+}
+
+// Environment of the lock functions.
+const (
+	EnvLockTable = "LOCK_TABLE_NAME"
+	EnvLockLease = "LOCK_LEASE"
+)
+
+// LockTasks builds the LockWorkspaces and UnlockWorkspaces tasks.
+func LockTasks(ctx context.Context, lookup Lookup) (*wslock.Locks, error) {
+	awsCfg, err := AWS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := NewSettings(lookup)
+	locks := &wslock.Locks{
+		DB:    dynamodb.NewFromConfig(awsCfg),
+		Table: s.Required(EnvLockTable),
+		Lease: s.Duration(EnvLockLease, wslock.DefaultLease),
+	}
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return locks, nil
 }

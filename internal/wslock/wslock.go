@@ -1,0 +1,174 @@
+// Package wslock makes sure a workspace has at most one rotation in progress.
+//
+// Mechanism: one DynamoDB item per workspace, written with a condition. Acquire writes the items of
+// every workspace of an execution in one TransactWriteItems, each Put conditioned on "no item, or an
+// expired lease, or already ours". DynamoDB evaluates a condition and applies the write atomically,
+// and a transaction applies all of its writes or none, so two executions that race for a workspace
+// cannot both win, whatever the timing: there is no read-then-write window. Release deletes only
+// items the execution owns (conditional delete), so a late release can never free another
+// execution's lock. The lease (expires_at, also the table's TTL attribute) frees a lock whose
+// execution was aborted or timed out without releasing; it outlasts the state machine's own
+// TimeoutSeconds, so a live execution never loses its lock.
+//
+// Execution naming alone cannot do this: Step Functions refuses a reused name for 90 days even after
+// the execution closed, and different keys for one workspace give different names.
+package wslock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/acme/databricks-cmk-rotator/internal/polling"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+)
+
+// DynamoDB is the part of the DynamoDB API the lock uses.
+type DynamoDB interface {
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+}
+
+var _ DynamoDB = (*dynamodb.Client)(nil)
+
+// Locks acquires and releases workspace locks in one table.
+type Locks struct {
+	DB    DynamoDB
+	Table string
+	// Lease is how long a lock holds without its owner; longer than the state machine's timeout.
+	Lease time.Duration
+	Clock polling.Clock
+}
+
+// DefaultLease outlasts the rotation state machine's TimeoutSeconds (4 hours).
+const DefaultLease = 5 * time.Hour
+
+// Lock is what Acquire returns and Release takes: stored at $.lock.
+type Lock struct {
+	Owner        string    `json:"owner"`
+	WorkspaceIDs []string  `json:"workspace_ids"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// AcquireInput is the task input: the execution name and the raw execution input.
+type AcquireInput struct {
+	Execution string          `json:"execution"`
+	Request   json.RawMessage `json:"request"`
+}
+
+// Acquire takes the locks of every workspace of the request for the execution, or none.
+func (l *Locks) Acquire(ctx context.Context, in AcquireInput) (Lock, error) {
+	if in.Execution == "" {
+		return Lock{}, taskerr.Errorf[taskerr.InvalidInput]("LockWorkspaces needs the execution name")
+	}
+	req, err := rotation.ParseRequest(in.Request)
+	if err != nil {
+		return Lock{}, err
+	}
+	ids := slices.Clone(req.WorkspaceIDs)
+	slices.Sort(ids)
+	now := l.Clock.Now()
+	lock := Lock{Owner: in.Execution, WorkspaceIDs: ids, ExpiresAt: now.Add(l.Lease)}
+	var items []types.TransactWriteItem
+	for _, id := range ids {
+		items = append(items, types.TransactWriteItem{Put: &types.Put{
+			TableName: aws.String(l.Table),
+			Item: map[string]types.AttributeValue{
+				"workspace_id": &types.AttributeValueMemberS{Value: id},
+				"owner":        &types.AttributeValueMemberS{Value: in.Execution},
+				"acquired_at":  &types.AttributeValueMemberS{Value: now.Format(time.RFC3339)},
+				"expires_at":   &types.AttributeValueMemberN{Value: strconv.FormatInt(lock.ExpiresAt.Unix(), 10)},
+			},
+			ConditionExpression:      aws.String("attribute_not_exists(workspace_id) OR expires_at < :now OR #owner = :owner"),
+			ExpressionAttributeNames: map[string]string{"#owner": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":now":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+				":owner": &types.AttributeValueMemberS{Value: in.Execution},
+			},
+		}})
+	}
+	_, err = l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+	var canceled *types.TransactionCanceledException
+	switch {
+	case errors.As(err, &canceled):
+		return Lock{}, l.busy(ctx, ids, canceled, in.Execution)
+	case err != nil:
+		return Lock{}, fmt.Errorf("acquiring the rotation locks of workspaces %s: %w", strings.Join(ids, ", "), err)
+	}
+	return lock, nil
+}
+
+// busy names each workspace whose lock is held, and by which execution since when.
+func (l *Locks) busy(ctx context.Context, ids []string, canceled *types.TransactionCanceledException, self string) error {
+	var held []string
+	for i, reason := range canceled.CancellationReasons {
+		if i >= len(ids) || aws.ToString(reason.Code) != "ConditionalCheckFailed" {
+			continue
+		}
+		holder, since := "another execution", "unknown"
+		out, err := l.DB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(l.Table), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"workspace_id": &types.AttributeValueMemberS{Value: ids[i]}}})
+		if err == nil && out.Item != nil {
+			if v, ok := out.Item["owner"].(*types.AttributeValueMemberS); ok {
+				holder = "execution " + v.Value
+			}
+			if v, ok := out.Item["acquired_at"].(*types.AttributeValueMemberS); ok {
+				since = v.Value
+			}
+		}
+		held = append(held, fmt.Sprintf("workspace %s is being rotated by %s since %s", ids[i], holder, since))
+	}
+	if len(held) == 0 {
+		held = append(held, "a workspace lock is held by another execution")
+	}
+	return &taskerr.WorkspaceBusy{Reason: strings.Join(held, "; ") + ". One rotation per workspace at a time: this request (" + self +
+		") was refused, not queued; start it again once that rotation has finished."}
+}
+
+// ReleaseInput is the task input: the lock taken by Acquire.
+type ReleaseInput struct {
+	Lock *Lock `json:"lock"`
+}
+
+// Release frees the locks the execution owns. Items owned by someone else (or already gone) are
+// left alone, so a release is always safe to retry or to call on a path that may not hold a lock.
+func (l *Locks) Release(ctx context.Context, in ReleaseInput) (Released, error) {
+	out := Released{Released: []string{}}
+	if in.Lock == nil {
+		return out, nil
+	}
+	for _, id := range in.Lock.WorkspaceIDs {
+		_, err := l.DB.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+			TableName:                 aws.String(l.Table),
+			Key:                       map[string]types.AttributeValue{"workspace_id": &types.AttributeValueMemberS{Value: id}},
+			ConditionExpression:       aws.String("#owner = :owner"),
+			ExpressionAttributeNames:  map[string]string{"#owner": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":owner": &types.AttributeValueMemberS{Value: in.Lock.Owner}},
+		})
+		var notOurs *types.ConditionalCheckFailedException
+		switch {
+		case errors.As(err, &notOurs):
+			continue
+		case err != nil:
+			return Released{}, fmt.Errorf("releasing the rotation lock of workspace %s: %w", id, err)
+		}
+		out.Released = append(out.Released, id)
+	}
+	return out, nil
+}
+
+// Released lists the workspaces whose lock this call freed.
+type Released struct {
+	Released []string `json:"released"`
+}

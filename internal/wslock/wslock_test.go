@@ -1,0 +1,144 @@
+package wslock_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/acme/databricks-cmk-rotator/internal/wslock"
+)
+
+const table = "rotation-locks"
+
+type fixture struct {
+	aws   *awsfake.Server
+	locks *wslock.Locks
+	now   time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	srv, err := awsfake.Start(awsfake.Config{Region: "us-west-2"})
+	require.NoError(t, err)
+	t.Cleanup(srv.Close)
+	srv.CreateTable(table, "workspace_id")
+	db := dynamodb.New(dynamodb.Options{Region: "us-west-2", BaseEndpoint: aws.String(srv.URL()),
+		Credentials: credentials.NewStaticCredentialsProvider("x", "y", "")})
+	f := &fixture{aws: srv, now: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
+	f.locks = &wslock.Locks{DB: db, Table: table, Lease: 5 * time.Hour, Clock: func() time.Time { return f.now }}
+	return f
+}
+
+func input(execution string, workspaces ...string) wslock.AcquireInput {
+	raw, _ := json.Marshal(map[string]any{"workspace_ids": workspaces, "key_arn": "arn:aws:kms:us-west-2:111122223333:key/k"})
+	return wslock.AcquireInput{Execution: execution, Request: raw}
+}
+
+func TestASecondRotationOfABusyWorkspaceIsRefusedNamingTheHolder(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	first, err := f.locks.Acquire(ctx, input("exec-a", "11", "12"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"11", "12"}, first.WorkspaceIDs)
+
+	_, err = f.locks.Acquire(ctx, input("exec-b", "12", "13"))
+	var busy *taskerr.WorkspaceBusy
+	require.True(t, errors.As(err, &busy), "got %v", err)
+	assert.Contains(t, busy.Reason, "workspace 12 is being rotated by execution exec-a since 2026-11-26T12:00:00Z")
+	assert.Contains(t, busy.Reason, "refused, not queued")
+	assert.Len(t, f.aws.Items(table), 2, "all or nothing: workspace 13 was not locked either")
+}
+
+func TestAcquiringAgainForTheSameExecutionSucceeds(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.locks.Acquire(ctx, input("exec-a", "11"))
+	require.NoError(t, err)
+	_, err = f.locks.Acquire(ctx, input("exec-a", "11"))
+	require.NoError(t, err, "a retried LockWorkspaces task must not refuse its own execution")
+}
+
+func TestAnExpiredLeaseCanBeTakenOver(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.locks.Acquire(ctx, input("exec-aborted", "11"))
+	require.NoError(t, err)
+	f.now = f.now.Add(5*time.Hour + time.Second)
+	lock, err := f.locks.Acquire(ctx, input("exec-new", "11"))
+	require.NoError(t, err)
+	assert.Equal(t, "exec-new", lock.Owner)
+}
+
+func TestReleaseFreesOnlyTheOwnersLocks(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a, err := f.locks.Acquire(ctx, input("exec-a", "11"))
+	require.NoError(t, err)
+	_, err = f.locks.Acquire(ctx, input("exec-b", "12"))
+	require.NoError(t, err)
+
+	impostor := wslock.Lock{Owner: "exec-a", WorkspaceIDs: []string{"11", "12"}}
+	released, err := f.locks.Release(ctx, wslock.ReleaseInput{Lock: &impostor})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"11"}, released.Released, "exec-b's lock on 12 is not exec-a's to free")
+	assert.Len(t, f.aws.Items(table), 1)
+
+	again, err := f.locks.Release(ctx, wslock.ReleaseInput{Lock: &a})
+	require.NoError(t, err, "releasing twice is harmless")
+	assert.Empty(t, again.Released)
+	none, err := f.locks.Release(ctx, wslock.ReleaseInput{})
+	require.NoError(t, err, "a path that never took a lock may call release")
+	assert.Empty(t, none.Released)
+}
+
+func TestConcurrentStartsForOneWorkspaceHaveExactlyOneWinner(t *testing.T) {
+	f := newFixture(t)
+	const racers = 16
+	var wg sync.WaitGroup
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			// Overlapping sets: every racer wants workspace 42, half also want 43.
+			ids := []string{"42"}
+			if i%2 == 0 {
+				ids = append(ids, "43")
+			}
+			_, errs[i] = f.locks.Acquire(context.Background(), input(fmt.Sprintf("exec-%02d", i), ids...))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winners := 0
+	for _, err := range errs {
+		if err == nil {
+			winners++
+			continue
+		}
+		var busy *taskerr.WorkspaceBusy
+		assert.True(t, errors.As(err, &busy), "a loser is refused as busy, got %v", err)
+	}
+	assert.Equal(t, 1, winners)
+}
+
+func TestAnInvalidInputIsRefusedBeforeAnyLockIsTaken(t *testing.T) {
+	f := newFixture(t)
+	_, err := f.locks.Acquire(context.Background(), wslock.AcquireInput{Execution: "e", Request: json.RawMessage(`{"workspace_ids": []}`)})
+	var invalid *taskerr.InvalidInput
+	require.True(t, errors.As(err, &invalid), "got %v", err)
+	assert.Empty(t, f.aws.Items(table))
+}
