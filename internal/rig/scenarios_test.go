@@ -428,3 +428,22 @@ func TestConcurrentRotationsOfOneWorkspaceRunOneAndRefuseTheOther(t *testing.T) 
 	rotations = s.finish()
 	assert.Equal(t, awsfake.StatusSucceeded, rotations[len(rotations)-1].Status)
 }
+
+func TestAClusterThatFailsToStartIsNamedAndFailsTheExecution(t *testing.T) {
+	s := start(t, nil)
+	s.rig.Fake.FailClusterStart(rig.AnalyticsWorkspace, "0102-data-science", "Instance launch failed: InsufficientInstanceCapacity")
+	s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
+	exec := s.onlyRotation()
+	assert.Equal(t, awsfake.StatusFailed, exec.Status)
+	assert.Equal(t, "ComputeNotRestored", exec.Error)
+	s.assertOnNewKey(rig.AnalyticsWorkspace, s.rig.KeyARN(rig.AliasTargetKeyID))
+
+	succeeded := s.events("Rotation Succeeded")
+	require.Len(t, succeeded, 1)
+	stillDown, _ := succeeded[0]["still_down"].([]any)
+	require.Len(t, stillDown, 1, "exactly the cluster that did not start")
+	assert.Equal(t, "0102-data-science", stillDown[0].(map[string]any)["id"])
+	assert.Contains(t, stillDown[0].(map[string]any)["reason"], "InsufficientInstanceCapacity")
+	assert.Equal(t, compute.StateRunning, s.rig.Fake.Cluster(rig.AnalyticsWorkspace, "0101-etl-interactive").State, "the rest came back")
+	assert.Len(t, s.events("Previous Key Retirable"), 1, "the workspace did rotate: its old key still gets its reminder")
+}

@@ -240,10 +240,12 @@ type Report struct {
 
 // Outcomes of one workspace iteration.
 const (
-	OutcomeRotated   = "ROTATED"
-	OutcomeUnchanged = "UNCHANGED"
-	OutcomeFailed    = "FAILED"
-	OutcomePlanned   = "PLANNED"
+	OutcomeRotated = "ROTATED"
+	// OutcomeRotatedComputeDown: the workspace is on the new key but some compute did not restart.
+	OutcomeRotatedComputeDown = "ROTATED_COMPUTE_DOWN"
+	OutcomeUnchanged          = "UNCHANGED"
+	OutcomeFailed             = "FAILED"
+	OutcomePlanned            = "PLANNED"
 )
 
 // Event detail types published to EventBridge, all with Source EventSource.
