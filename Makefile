@@ -13,6 +13,7 @@ LOCAL_ARCH  := $(shell $(GO) env GOARCH)
 # LogicalId:directory for every Lambda function in template.yaml.
 FUNCTIONS := \
 	TriggerFunction:trigger \
+	KeyGuardFunction:key-guard \
 	LockWorkspacesFunction:lock-workspaces \
 	UnlockWorkspacesFunction:unlock-workspaces \
 	ValidateFunction:validate \

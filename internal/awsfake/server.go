@@ -66,6 +66,7 @@ type Server struct {
 	events  eventsState
 	secrets secretsState
 	dynamo  dynamoState
+	s3      s3State
 }
 
 // Start listens on a free port of 127.0.0.1 and serves until Close.
@@ -178,6 +179,10 @@ const maxRequestBytes = 2 << 20
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
+	if target == "" && s.isS3(r) {
+		s.serveS3(w, r)
+		return
+	}
 	rt, known := routes[target]
 	contentType := rt.contentType
 	if contentType == "" {

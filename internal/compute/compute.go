@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/databricks/databricks-sdk-go/apierr"
@@ -24,6 +26,7 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/sql"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/invstore"
 	"github.com/acme/databricks-cmk-rotator/internal/parallel"
 	"github.com/acme/databricks-cmk-rotator/internal/polling"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
@@ -43,6 +46,9 @@ type Settings struct {
 	StopBudget time.Duration
 	// StartBudget is how long compute may take to come back before it is reported as still down.
 	StartBudget time.Duration
+	// TaskTime caps one invocation's work; what is left is returned as a continuation. Zero means
+	// "until 30 seconds before the Lambda deadline".
+	TaskTime time.Duration
 }
 
 // DefaultSettings are the budgets used in AWS unless configured otherwise.
@@ -52,6 +58,7 @@ var DefaultSettings = Settings{Workers: 8, StopBudget: 30 * time.Minute, StartBu
 type Tasks struct {
 	Clients  Clients
 	Settings Settings
+	Store    *invstore.Store
 	Clock    polling.Clock
 }
 
@@ -86,6 +93,53 @@ func poolHasInstances(stats *compute.InstancePoolStats) bool {
 	return stats != nil && stats.IdleCount+stats.UsedCount+stats.PendingIdleCount+stats.PendingUsedCount > 0
 }
 
+// snapshot is the current state of a workspace's compute, read with list calls: a handful of pages
+// instead of one GET per resource, which matters at thousands of clusters and 30 requests/s.
+type snapshot struct {
+	clusters   map[string]compute.ClusterDetails
+	pools      map[string]compute.InstancePoolAndStats
+	warehouses map[string]sql.EndpointInfo
+	pipelines  map[string]pipelines.PipelineStateInfo
+}
+
+func (t *Tasks) snapshot(ctx context.Context, w *dbclient.Workspace, states []compute.State) (snapshot, error) {
+	snap := snapshot{clusters: map[string]compute.ClusterDetails{}, pools: map[string]compute.InstancePoolAndStats{},
+		warehouses: map[string]sql.EndpointInfo{}, pipelines: map[string]pipelines.PipelineStateInfo{}}
+	req := compute.ListClustersRequest{PageSize: 100}
+	if states != nil {
+		req.FilterBy = &compute.ListClustersFilterBy{ClusterStates: states}
+	}
+	clusters, err := w.Clusters.ListAll(ctx, req)
+	if err != nil {
+		return snapshot{}, fmt.Errorf("listing clusters: %w", err)
+	}
+	for _, c := range clusters {
+		snap.clusters[c.ClusterId] = c
+	}
+	pools, err := w.InstancePools.ListAll(ctx)
+	if err != nil {
+		return snapshot{}, fmt.Errorf("listing instance pools: %w", err)
+	}
+	for _, p := range pools {
+		snap.pools[p.InstancePoolId] = p
+	}
+	warehouses, err := w.Warehouses.ListAll(ctx, sql.ListWarehousesRequest{})
+	if err != nil {
+		return snapshot{}, fmt.Errorf("listing SQL warehouses: %w", err)
+	}
+	for _, wh := range warehouses {
+		snap.warehouses[wh.Id] = wh
+	}
+	pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{})
+	if err != nil {
+		return snapshot{}, fmt.Errorf("listing pipelines: %w", err)
+	}
+	for _, p := range pipes {
+		snap.pipelines[p.PipelineId] = p
+	}
+	return snap, nil
+}
+
 // Inventory records every classic compute resource that is running, with what is needed to restore
 // it. It only reads. On a re-run it returns the inventory already taken: after StopCompute has begun,
 // a fresh look would find everything stopped and the rotation would forget what to restart.
@@ -97,30 +151,18 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 	if err != nil {
 		return rotation.Inventory{}, err
 	}
-	inv := rotation.Inventory{
-		WorkspaceID: run.Workspace.WorkspaceID, TakenAt: t.Clock.Now(),
-		Clusters: []rotation.ClusterRef{}, Pools: []rotation.PoolSettings{},
-		Warehouses: []rotation.WarehouseRef{}, Pipelines: []rotation.PipelineRef{},
-	}
-
-	clusters, err := w.Clusters.ListAll(ctx, compute.ListClustersRequest{
-		FilterBy: &compute.ListClustersFilterBy{ClusterStates: clusterUpStates}, PageSize: 100,
-	})
+	snap, err := t.snapshot(ctx, w, clusterUpStates)
 	if err != nil {
-		return rotation.Inventory{}, fmt.Errorf("listing clusters of workspace %s: %w", run.Workspace.WorkspaceID, err)
+		return rotation.Inventory{}, fmt.Errorf("taking the inventory of workspace %s: %w", run.Workspace.WorkspaceID, err)
 	}
-	for _, c := range clusters {
+	inv := rotation.Inventory{WorkspaceID: run.Workspace.WorkspaceID, TakenAt: t.Clock.Now()}
+	for _, c := range snap.clusters {
 		if !slices.Contains(clusterUpStates, c.State) {
 			continue // the API filter is authoritative in AWS, but a stale page must not add noise
 		}
 		inv.Clusters = append(inv.Clusters, rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)})
 	}
-
-	pools, err := w.InstancePools.ListAll(ctx)
-	if err != nil {
-		return rotation.Inventory{}, fmt.Errorf("listing instance pools of workspace %s: %w", run.Workspace.WorkspaceID, err)
-	}
-	for _, p := range pools {
+	for _, p := range snap.pools {
 		// A pool must be drained if it keeps idle instances (min_idle) or lets instances linger after a
 		// cluster releases them (idle autotermination): terminating our clusters hands their instances
 		// back to the pool, where they would keep the PATCH refused.
@@ -134,26 +176,17 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 			RemoteDiskThroughput: p.RemoteDiskThroughput, TotalInitialRemoteDiskSize: p.TotalInitialRemoteDiskSize,
 		})
 	}
-
-	warehouses, err := w.Warehouses.ListAll(ctx, sql.ListWarehousesRequest{})
-	if err != nil {
-		return rotation.Inventory{}, fmt.Errorf("listing SQL warehouses of workspace %s: %w", run.Workspace.WorkspaceID, err)
-	}
-	for _, wh := range warehouses {
+	for _, wh := range snap.warehouses {
 		if wh.EnableServerlessCompute || (wh.State != sql.StateRunning && wh.State != sql.StateStarting) {
 			continue
 		}
 		inv.Warehouses = append(inv.Warehouses, rotation.WarehouseRef{ID: wh.Id, Name: wh.Name})
 	}
-
-	pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{})
-	if err != nil {
-		return rotation.Inventory{}, fmt.Errorf("listing pipelines of workspace %s: %w", run.Workspace.WorkspaceID, err)
-	}
-	for _, p := range pipes {
+	for _, p := range snap.pipelines {
 		if !pipelineActive(p.State) || p.State == pipelines.PipelineStateStopping {
 			continue
 		}
+		// The list has no spec: read it to know whether the pipeline is serverless or continuous.
 		detail, err := w.Pipelines.Get(ctx, pipelines.GetPipelineRequest{PipelineId: p.PipelineId})
 		if err != nil {
 			return rotation.Inventory{}, fmt.Errorf("reading pipeline %s of workspace %s: %w", p.PipelineId, run.Workspace.WorkspaceID, err)
@@ -163,14 +196,87 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 		}
 		inv.Pipelines = append(inv.Pipelines, rotation.PipelineRef{ID: p.PipelineId, Name: p.Name, Continuous: detail.Spec != nil && detail.Spec.Continuous})
 	}
-	return inv, nil
+	// A stable order makes continuation cursors and reports reproducible.
+	slices.SortFunc(inv.Clusters, func(a, b rotation.ClusterRef) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(inv.Pools, func(a, b rotation.PoolSettings) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(inv.Warehouses, func(a, b rotation.WarehouseRef) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(inv.Pipelines, func(a, b rotation.PipelineRef) int { return strings.Compare(a.ID, b.ID) })
+	return t.Store.Save(ctx, run.Execution, inv)
+}
+
+func (t *Tasks) loadInventory(ctx context.Context, run rotation.WorkspaceRun, task string) (rotation.Inventory, error) {
+	if run.Inventory == nil {
+		return rotation.Inventory{}, taskerr.Errorf[taskerr.InvalidInput]("%s needs $.inventory; run TakeInventory first", task)
+	}
+	return t.Store.Load(ctx, *run.Inventory)
+}
+
+// action is one API call of a stop or a restart.
+type action func(ctx context.Context) error
+
+// errOutOfTime marks an action that was not started because the invocation ran out of time.
+var errOutOfTime = errors.New("not started: out of time for this invocation")
+
+// workUntil returns when this invocation must stop starting new calls.
+func (t *Tasks) workUntil(ctx context.Context) time.Time {
+	until := time.Now().Add(14 * time.Minute)
+	if d, ok := ctx.Deadline(); ok {
+		until = d.Add(-30 * time.Second)
+	}
+	if t.Settings.TaskTime > 0 {
+		if capped := time.Now().Add(t.Settings.TaskTime); capped.Before(until) {
+			until = capped
+		}
+	}
+	return until
+}
+
+// runPhases runs the phases in order from cursor (a global index over all actions), each phase with
+// bounded concurrency and finished before the next begins. It returns the cursor to resume from and
+// whether anything is left; an action that fails makes it return that error (the task is retried,
+// and every action is idempotent).
+func (t *Tasks) runPhases(ctx context.Context, phases [][]action, cursor int) (int, bool, error) {
+	until := t.workUntil(ctx)
+	offset := 0
+	for _, phase := range phases {
+		if cursor >= offset+len(phase) {
+			offset += len(phase)
+			continue
+		}
+		from := max(0, cursor-offset)
+		errs := parallel.Each(ctx, t.Settings.Workers, phase[from:], func(ctx context.Context, a action) error {
+			if time.Now().After(until) {
+				return errOutOfTime
+			}
+			return a(ctx)
+		})
+		var failures []error
+		for i, err := range errs {
+			switch {
+			case errors.Is(err, errOutOfTime):
+				if len(failures) > 0 {
+					return 0, false, errors.Join(failures...)
+				}
+				return offset + from + i, true, nil
+			case err != nil:
+				failures = append(failures, err)
+			}
+		}
+		if len(failures) > 0 {
+			return 0, false, errors.Join(failures...)
+		}
+		offset += len(phase)
+	}
+	return offset, false, nil
 }
 
 // Stop stops everything in the inventory. Each call is a no-op on a resource that is already
-// stopping or stopped, so a retry converges. The stop time and deadline of the first attempt are kept.
+// stopping or stopped, so a retry converges. The stop time and deadline of the first attempt are
+// kept; a continuation resumes where the previous invocation ran out of time.
 func (t *Tasks) Stop(ctx context.Context, run rotation.WorkspaceRun) (rotation.StopResult, error) {
-	if run.Inventory == nil {
-		return rotation.StopResult{}, taskerr.Errorf[taskerr.InvalidInput]("StopCompute needs $.inventory; run TakeInventory first")
+	inv, err := t.loadInventory(ctx, run, "StopCompute")
+	if err != nil {
+		return rotation.StopResult{}, err
 	}
 	w, err := t.Clients.Workspace(run.Workspace)
 	if err != nil {
@@ -178,43 +284,47 @@ func (t *Tasks) Stop(ctx context.Context, run rotation.WorkspaceRun) (rotation.S
 	}
 	now := t.Clock.Now()
 	result := rotation.StopResult{StoppedAt: now, Deadline: now.Add(t.Settings.StopBudget), PollAfterSeconds: polling.ComputeStop.After(0)}
+	cursor := 0
 	if run.Stop != nil {
 		result.StoppedAt, result.Deadline = run.Stop.StoppedAt, run.Stop.Deadline
+		if run.Stop.More {
+			cursor = run.Stop.Cursor
+		}
 	}
-	if err := t.stopAll(ctx, w, *run.Inventory); err != nil {
+	result.Cursor, result.More, err = t.runPhases(ctx, stopPhases(w, inv), cursor)
+	if err != nil {
 		return rotation.StopResult{}, fmt.Errorf("stopping compute in workspace %s: %w", run.Workspace.WorkspaceID, err)
+	}
+	if !result.More {
+		result.Cursor = 0
 	}
 	return result, nil
 }
 
-func (t *Tasks) stopAll(ctx context.Context, w *dbclient.Workspace, inv rotation.Inventory) error {
+func stopPhases(w *dbclient.Workspace, inv rotation.Inventory) [][]action {
+	var pipes, clusters, pools, warehouses []action
 	// Pipelines first: a continuous pipeline whose cluster is killed under it starts a new one.
-	errs := parallel.Each(ctx, t.Settings.Workers, inv.Pipelines, func(ctx context.Context, p rotation.PipelineRef) error {
-		_, err := w.Pipelines.Stop(ctx, pipelines.StopRequest{PipelineId: p.ID})
-		return ignoreGone(err)
-	})
-	if err := firstError(errs); err != nil {
-		return err
+	for _, p := range inv.Pipelines {
+		pipes = append(pipes, func(ctx context.Context) error {
+			_, err := w.Pipelines.Stop(ctx, pipelines.StopRequest{PipelineId: p.ID})
+			return ignoreGone(err)
+		})
 	}
-	errs = parallel.Each(ctx, t.Settings.Workers, inv.Clusters, func(ctx context.Context, c rotation.ClusterRef) error {
-		return ignoreGone(w.Clusters.DeleteByClusterId(ctx, c.ID))
-	})
-	if err := firstError(errs); err != nil {
-		return err
+	for _, c := range inv.Clusters {
+		clusters = append(clusters, func(ctx context.Context) error { return ignoreGone(w.Clusters.DeleteByClusterId(ctx, c.ID)) })
 	}
-	errs = parallel.Each(ctx, t.Settings.Workers, inv.Pools, func(ctx context.Context, p rotation.PoolSettings) error {
+	for _, p := range inv.Pools {
 		drained := p
 		drained.MinIdleInstances, drained.IdleInstanceAutoterminationMinutes = 0, 0
-		return ignoreGone(w.InstancePools.Edit(ctx, poolEdit(drained)))
-	})
-	if err := firstError(errs); err != nil {
-		return err
+		pools = append(pools, func(ctx context.Context) error { return ignoreGone(w.InstancePools.Edit(ctx, poolEdit(drained))) })
 	}
-	errs = parallel.Each(ctx, t.Settings.Workers, inv.Warehouses, func(ctx context.Context, wh rotation.WarehouseRef) error {
-		_, err := w.Warehouses.Stop(ctx, sql.StopRequest{Id: wh.ID})
-		return ignoreGone(err)
-	})
-	return firstError(errs)
+	for _, wh := range inv.Warehouses {
+		warehouses = append(warehouses, func(ctx context.Context) error {
+			_, err := w.Warehouses.Stop(ctx, sql.StopRequest{Id: wh.ID})
+			return ignoreGone(err)
+		})
+	}
+	return [][]action{pipes, clusters, pools, warehouses}
 }
 
 // poolEdit builds a full-replace edit of a pool from recorded settings. Zeros must be forced onto
@@ -249,9 +359,21 @@ func nextAttempt(prev *rotation.ComputeStatus) int {
 	return prev.Attempt + 1
 }
 
+// addPending counts a resource and names it while the list is short.
+func addPending(status *rotation.ComputeStatus, ref rotation.ResourceRef) {
+	status.PendingCount++
+	if len(status.Pending) < rotation.MaxListed {
+		status.Pending = append(status.Pending, ref)
+	}
+}
+
 func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {
-	if run.Inventory == nil || run.Stop == nil {
-		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the stop check needs $.inventory and $.stop")
+	if run.Stop == nil {
+		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the stop check needs $.stop")
+	}
+	inv, err := t.loadInventory(ctx, run, "the stop check")
+	if err != nil {
+		return rotation.ComputeStatus{}, err
 	}
 	w, err := t.Clients.Workspace(run.Workspace)
 	if err != nil {
@@ -262,43 +384,32 @@ func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	if run.StopStatus != nil {
 		status.LateStopped = run.StopStatus.LateStopped
 	}
-	known := inventoryIDs(*run.Inventory)
-
-	clusters, err := w.Clusters.ListAll(ctx, compute.ListClustersRequest{
-		FilterBy: &compute.ListClustersFilterBy{ClusterStates: clusterBusyStates}, PageSize: 100,
-	})
+	known := inventoryIDs(inv)
+	snap, err := t.snapshot(ctx, w, clusterBusyStates)
 	if err != nil {
-		return rotation.ComputeStatus{}, fmt.Errorf("listing clusters: %w", err)
+		return rotation.ComputeStatus{}, err
 	}
 	var late rotation.Inventory
-	for _, c := range clusters {
+	for _, c := range sortedValues(snap.clusters) {
 		if !slices.Contains(clusterBusyStates, c.State) {
 			continue
 		}
-		status.Pending = append(status.Pending, rotation.ResourceRef{Kind: KindCluster, ID: c.ClusterId, Name: c.ClusterName, State: string(c.State)})
+		addPending(&status, rotation.ResourceRef{Kind: KindCluster, ID: c.ClusterId, Name: c.ClusterName, State: string(c.State)})
 		if c.State != compute.StateTerminating && !known[KindCluster+c.ClusterId] {
 			late.Clusters = append(late.Clusters, rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)})
 		}
 	}
-	pools, err := w.InstancePools.ListAll(ctx)
-	if err != nil {
-		return rotation.ComputeStatus{}, fmt.Errorf("listing instance pools: %w", err)
-	}
-	for _, p := range pools {
+	for _, p := range sortedValues(snap.pools) {
 		if poolHasInstances(p.Stats) {
-			status.Pending = append(status.Pending, rotation.ResourceRef{Kind: KindPool, ID: p.InstancePoolId, Name: p.InstancePoolName,
+			addPending(&status, rotation.ResourceRef{Kind: KindPool, ID: p.InstancePoolId, Name: p.InstancePoolName,
 				State: fmt.Sprintf("%d idle, %d used", p.Stats.IdleCount+p.Stats.PendingIdleCount, p.Stats.UsedCount+p.Stats.PendingUsedCount)})
 		}
 	}
-	warehouses, err := w.Warehouses.ListAll(ctx, sql.ListWarehousesRequest{})
-	if err != nil {
-		return rotation.ComputeStatus{}, fmt.Errorf("listing SQL warehouses: %w", err)
-	}
-	for _, wh := range warehouses {
+	for _, wh := range sortedValues(snap.warehouses) {
 		if wh.EnableServerlessCompute || !warehouseUp(wh.State) {
 			continue
 		}
-		status.Pending = append(status.Pending, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.Id, Name: wh.Name, State: string(wh.State)})
+		addPending(&status, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.Id, Name: wh.Name, State: string(wh.State)})
 		if wh.State != sql.StateStopping && !known[KindWarehouse+wh.Id] {
 			late.Warehouses = append(late.Warehouses, rotation.WarehouseRef{ID: wh.Id, Name: wh.Name})
 		}
@@ -307,21 +418,25 @@ func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	// Something started after the inventory (a scheduled job, a user): stop it as well, or the PATCH
 	// will be refused. It is reported, not restarted: it was not running when the rotation began.
 	if len(late.Clusters)+len(late.Warehouses) > 0 {
-		if err := t.stopAll(ctx, w, late); err != nil {
+		if _, _, err := t.runPhases(ctx, stopPhases(w, late), 0); err != nil {
 			return rotation.ComputeStatus{}, fmt.Errorf("stopping compute started during the rotation: %w", err)
 		}
 		for _, c := range late.Clusters {
-			status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name, State: c.State})
+			if len(status.LateStopped) < rotation.MaxListed {
+				status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name, State: c.State})
+			}
 		}
 		for _, wh := range late.Warehouses {
-			status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name})
+			if len(status.LateStopped) < rotation.MaxListed {
+				status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name})
+			}
 		}
 	}
 
-	status.Done = len(status.Pending) == 0
+	status.Done = status.PendingCount == 0
 	if !status.Done && now.After(run.Stop.Deadline) {
-		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.ComputeStopTimedOut]("compute in workspace %s did not stop within %s: still running: %s",
-			run.Workspace.WorkspaceID, run.Stop.Deadline.Sub(run.Stop.StoppedAt).Round(time.Second), describe(status.Pending))
+		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.ComputeStopTimedOut]("compute in workspace %s did not stop within %s: %d still running: %s",
+			run.Workspace.WorkspaceID, run.Stop.Deadline.Sub(run.Stop.StoppedAt).Round(time.Second), status.PendingCount, describe(status.Pending))
 	}
 	status.PollAfterSeconds = polling.ComputeStop.After(status.Attempt)
 	return status, nil
@@ -340,223 +455,273 @@ func inventoryIDs(inv rotation.Inventory) map[string]bool {
 
 // Restart brings back what the inventory recorded: restartable clusters are started, pools get
 // their exact settings back, warehouses and continuous pipelines are started. Job and pipeline
-// clusters cannot be started by hand: they are reported. It reads each resource first and acts only
-// where needed, so a retry (or the compensation path after a partial stop) converges.
+// clusters cannot be started by hand: they are reported. It reads the current state first (list
+// calls) and acts only where needed, so a retry, a continuation, or the compensation path after a
+// partial stop converges without starting anything twice.
 func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotation.RestartResult, error) {
-	if run.Inventory == nil {
-		return rotation.RestartResult{}, taskerr.Errorf[taskerr.InvalidInput]("RestartCompute needs $.inventory")
+	inv, err := t.loadInventory(ctx, run, "RestartCompute")
+	if err != nil {
+		return rotation.RestartResult{}, err
 	}
 	w, err := t.Clients.Workspace(run.Workspace)
 	if err != nil {
 		return rotation.RestartResult{}, err
 	}
 	now := t.Clock.Now()
-	res := rotation.RestartResult{RequestedAt: now, Deadline: now.Add(t.Settings.StartBudget), PollAfterSeconds: polling.ComputeStart.After(0), Started: []rotation.ResourceRef{}}
+	res := rotation.RestartResult{RequestedAt: now, Deadline: now.Add(t.Settings.StartBudget), PollAfterSeconds: polling.ComputeStart.After(0)}
+	cursor := 0
 	if run.Restart != nil {
 		res.RequestedAt, res.Deadline = run.Restart.RequestedAt, run.Restart.Deadline
+		if run.Restart.More {
+			cursor = run.Restart.Cursor
+			res.Started, res.Failed = run.Restart.Started, run.Restart.Failed
+		}
 	}
-	inv := *run.Inventory
-	outcomes := make(chan outcome, len(inv.Clusters)+len(inv.Pools)+len(inv.Warehouses)+len(inv.Pipelines))
-
-	var clusters []rotation.ClusterRef
 	for _, c := range inv.Clusters {
 		if !c.Restartable() {
-			res.NotRestartable = append(res.NotRestartable, rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name,
-				Reason: fmt.Sprintf("%s clusters are started by their job or pipeline, not by hand", c.Source)})
-			continue
+			res.NotRestartableCount++
+			if len(res.NotRestartable) < rotation.MaxListed {
+				res.NotRestartable = append(res.NotRestartable, rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name,
+					Reason: fmt.Sprintf("%s clusters are started by their job or pipeline, not by hand", c.Source)})
+			}
 		}
-		clusters = append(clusters, c)
-	}
-	errs := parallel.Each(ctx, t.Settings.Workers, clusters, func(ctx context.Context, c rotation.ClusterRef) error {
-		ref := rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name}
-		d, err := w.Clusters.GetByClusterId(ctx, c.ID)
-		if err != nil {
-			return reportStartError(outcomes, ref, err)
-		}
-		if d.State != compute.StateTerminated {
-			ref.State = string(d.State)
-			outcomes <- outcome{ref: ref, started: true} // already up or on its way; the check follows it
-			return nil
-		}
-		return reportStartError(outcomes, ref, w.Clusters.StartByClusterId(ctx, c.ID))
-	})
-	if err := firstError(errs); err != nil {
-		return rotation.RestartResult{}, err
-	}
-	errs = parallel.Each(ctx, t.Settings.Workers, inv.Pools, func(ctx context.Context, p rotation.PoolSettings) error {
-		ref := rotation.ResourceRef{Kind: KindPool, ID: p.ID, Name: p.Name}
-		current, err := w.InstancePools.GetByInstancePoolId(ctx, p.ID)
-		if err != nil {
-			return reportStartError(outcomes, ref, err)
-		}
-		if current.MinIdleInstances == p.MinIdleInstances && current.IdleInstanceAutoterminationMinutes == p.IdleInstanceAutoterminationMinutes {
-			outcomes <- outcome{ref: ref, started: true}
-			return nil
-		}
-		return reportStartError(outcomes, ref, w.InstancePools.Edit(ctx, poolEdit(p)))
-	})
-	if err := firstError(errs); err != nil {
-		return rotation.RestartResult{}, err
-	}
-	errs = parallel.Each(ctx, t.Settings.Workers, inv.Warehouses, func(ctx context.Context, wh rotation.WarehouseRef) error {
-		ref := rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name}
-		current, err := w.Warehouses.GetById(ctx, wh.ID)
-		if err != nil {
-			return reportStartError(outcomes, ref, err)
-		}
-		if current.State != sql.StateStopped {
-			ref.State = string(current.State)
-			outcomes <- outcome{ref: ref, started: true}
-			return nil
-		}
-		_, err = w.Warehouses.Start(ctx, sql.StartRequest{Id: wh.ID})
-		return reportStartError(outcomes, ref, err)
-	})
-	if err := firstError(errs); err != nil {
-		return rotation.RestartResult{}, err
 	}
 	for _, p := range inv.Pipelines {
-		ref := rotation.ResourceRef{Kind: KindPipeline, ID: p.ID, Name: p.Name}
 		if !p.Continuous {
-			ref.Reason = "triggered pipeline: its next scheduled update starts it"
-			res.NotRestartable = append(res.NotRestartable, ref)
-			continue
-		}
-		current, err := w.Pipelines.Get(ctx, pipelines.GetPipelineRequest{PipelineId: p.ID})
-		if err != nil {
-			if err := reportStartError(outcomes, ref, err); err != nil {
-				return rotation.RestartResult{}, err
+			res.NotRestartableCount++
+			if len(res.NotRestartable) < rotation.MaxListed {
+				res.NotRestartable = append(res.NotRestartable, rotation.ResourceRef{Kind: KindPipeline, ID: p.ID, Name: p.Name,
+					Reason: "triggered pipeline: its next scheduled update starts it"})
 			}
-			continue
-		}
-		if pipelineActive(current.State) {
-			outcomes <- outcome{ref: ref, started: true}
-			continue
-		}
-		_, err = w.Pipelines.StartUpdate(ctx, pipelines.StartUpdate{PipelineId: p.ID})
-		if err := reportStartError(outcomes, ref, err); err != nil {
-			return rotation.RestartResult{}, err
 		}
 	}
-	close(outcomes)
-	for o := range outcomes {
-		if o.started {
-			res.Started = append(res.Started, o.ref)
-		} else {
-			res.Failed = append(res.Failed, o.ref)
-		}
+
+	snap, err := t.snapshot(ctx, w, nil)
+	if err != nil {
+		return rotation.RestartResult{}, fmt.Errorf("reading compute before the restart: %w", err)
 	}
-	sortRefs(res.Started)
+	var mu sync.Mutex
+	record := func(ref rotation.ResourceRef, err error) error {
+		if err != nil {
+			if _, transient := taskerr.AtBoundary(err).(*taskerr.DatabricksUnavailable); transient {
+				return err // retried by Step Functions; every start below reads state first
+			}
+			// Permanent (deleted, refused): reported, so the rest still comes back and the report names it.
+			ref.Reason = err.Error()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if len(res.Failed) < rotation.MaxFailuresListed {
+				res.Failed = append(res.Failed, ref)
+			}
+			return nil
+		}
+		switch ref.Kind {
+		case KindCluster:
+			res.Started.Clusters++
+		case KindPool:
+			res.Started.Pools++
+		case KindWarehouse:
+			res.Started.Warehouses++
+		case KindPipeline:
+			res.Started.Pipelines++
+		}
+		return nil
+	}
+	res.Cursor, res.More, err = t.runPhases(ctx, restartPhases(w, inv, snap, record), cursor)
+	if err != nil {
+		return rotation.RestartResult{}, fmt.Errorf("restarting compute in workspace %s: %w", run.Workspace.WorkspaceID, err)
+	}
+	if !res.More {
+		res.Cursor = 0
+	}
 	sortRefs(res.Failed)
 	return res, nil
 }
 
-type outcome struct {
-	ref     rotation.ResourceRef
-	started bool
-}
-
-// reportStartError files a start outcome. Transient errors are returned so that Step Functions
-// retries the whole (idempotent) task; permanent ones (the resource was deleted, Databricks refuses
-// to start it) are recorded as failed so the rest still comes back and the report names them.
-func reportStartError(outcomes chan<- outcome, ref rotation.ResourceRef, err error) error {
-	if err == nil {
-		outcomes <- outcome{ref: ref, started: true}
-		return nil
+func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot, record func(rotation.ResourceRef, error) error) [][]action {
+	var clusters, pools, warehouses, pipes []action
+	for _, c := range inv.Clusters {
+		if !c.Restartable() {
+			continue
+		}
+		ref := rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name}
+		clusters = append(clusters, func(ctx context.Context) error {
+			current, ok := snap.clusters[c.ID]
+			switch {
+			case !ok:
+				return record(ref, errors.New("cluster no longer exists"))
+			case current.State != compute.StateTerminated:
+				return record(ref, nil) // already up or on its way; the check follows it
+			}
+			return record(ref, w.Clusters.StartByClusterId(ctx, c.ID))
+		})
 	}
-	if _, transient := taskerr.AtBoundary(err).(*taskerr.DatabricksUnavailable); transient {
-		return err
+	for _, p := range inv.Pools {
+		ref := rotation.ResourceRef{Kind: KindPool, ID: p.ID, Name: p.Name}
+		pools = append(pools, func(ctx context.Context) error {
+			current, ok := snap.pools[p.ID]
+			switch {
+			case !ok:
+				return record(ref, errors.New("instance pool no longer exists"))
+			case current.MinIdleInstances == p.MinIdleInstances && current.IdleInstanceAutoterminationMinutes == p.IdleInstanceAutoterminationMinutes:
+				return record(ref, nil)
+			}
+			return record(ref, w.InstancePools.Edit(ctx, poolEdit(p)))
+		})
 	}
-	ref.Reason = err.Error()
-	outcomes <- outcome{ref: ref}
-	return nil
+	for _, wh := range inv.Warehouses {
+		ref := rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name}
+		warehouses = append(warehouses, func(ctx context.Context) error {
+			current, ok := snap.warehouses[wh.ID]
+			switch {
+			case !ok:
+				return record(ref, errors.New("SQL warehouse no longer exists"))
+			case current.State != sql.StateStopped:
+				return record(ref, nil)
+			}
+			_, err := w.Warehouses.Start(ctx, sql.StartRequest{Id: wh.ID})
+			return record(ref, err)
+		})
+	}
+	for _, p := range inv.Pipelines {
+		if !p.Continuous {
+			continue
+		}
+		ref := rotation.ResourceRef{Kind: KindPipeline, ID: p.ID, Name: p.Name}
+		pipes = append(pipes, func(ctx context.Context) error {
+			current, ok := snap.pipelines[p.ID]
+			switch {
+			case !ok:
+				return record(ref, errors.New("pipeline no longer exists"))
+			case pipelineActive(current.State):
+				return record(ref, nil)
+			}
+			_, err := w.Pipelines.StartUpdate(ctx, pipelines.StartUpdate{PipelineId: p.ID})
+			return record(ref, err)
+		})
+	}
+	return [][]action{clusters, pools, warehouses, pipes}
 }
 
 func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {
 	if run.Restart == nil {
 		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the restart check needs $.restart")
 	}
+	inv, err := t.loadInventory(ctx, run, "the restart check")
+	if err != nil {
+		return rotation.ComputeStatus{}, err
+	}
 	w, err := t.Clients.Workspace(run.Workspace)
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
 	now := t.Clock.Now()
-	status := rotation.ComputeStatus{Attempt: nextAttempt(run.RestartStatus), CheckedAt: now, StillDown: slices.Clone(run.Restart.Failed)}
-	for _, ref := range run.Restart.Started {
-		state, failure, err := t.currentState(ctx, w, ref)
-		if err != nil {
-			return rotation.ComputeStatus{}, err
-		}
+	status := rotation.ComputeStatus{Attempt: nextAttempt(run.RestartStatus), CheckedAt: now}
+	failed := map[string]bool{}
+	var stillDown []rotation.ResourceRef
+	for _, f := range run.Restart.Failed {
+		failed[f.Kind+f.ID] = true
+		stillDown = append(stillDown, f)
+	}
+	snap, err := t.snapshot(ctx, w, nil)
+	if err != nil {
+		return rotation.ComputeStatus{}, err
+	}
+	var pending []rotation.ResourceRef
+	check := func(ref rotation.ResourceRef, state, failure string) {
 		ref.State = state
 		switch {
+		case failed[ref.Kind+ref.ID]:
 		case failure != "":
 			ref.Reason = failure
-			status.StillDown = append(status.StillDown, ref)
+			stillDown = append(stillDown, ref)
 		case state != "RUNNING":
-			status.Pending = append(status.Pending, ref)
+			pending = append(pending, ref)
 		}
 	}
-	status.Done = len(status.Pending) == 0
+	for _, c := range inv.Clusters {
+		if !c.Restartable() {
+			continue
+		}
+		ref := rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name}
+		d, ok := snap.clusters[c.ID]
+		switch {
+		case !ok:
+			check(ref, "DELETED", "cluster was deleted during the rotation")
+		case d.State == compute.StateTerminated || d.State == compute.StateError:
+			reason := d.StateMessage
+			if d.TerminationReason != nil && d.TerminationReason.Code != "" {
+				reason = fmt.Sprintf("%s: %s", d.TerminationReason.Code, d.StateMessage)
+			}
+			check(ref, string(d.State), "cluster did not start: "+reason)
+		default:
+			check(ref, string(d.State), "")
+		}
+	}
+	for _, p := range inv.Pools {
+		// A pool is back once its settings are; refilling idle instances is Databricks' job.
+		ref := rotation.ResourceRef{Kind: KindPool, ID: p.ID, Name: p.Name}
+		d, ok := snap.pools[p.ID]
+		switch {
+		case !ok:
+			check(ref, "DELETED", "instance pool was deleted during the rotation")
+		case d.MinIdleInstances != p.MinIdleInstances || d.IdleInstanceAutoterminationMinutes != p.IdleInstanceAutoterminationMinutes:
+			check(ref, "DRAINED", "pool settings were not restored")
+		default:
+			check(ref, "RUNNING", "")
+		}
+	}
+	for _, wh := range inv.Warehouses {
+		ref := rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name}
+		d, ok := snap.warehouses[wh.ID]
+		switch {
+		case !ok || d.State == sql.StateDeleted:
+			check(ref, "DELETED", "warehouse was deleted during the rotation")
+		case d.State == sql.StateStopped:
+			check(ref, string(d.State), "warehouse did not start")
+		default:
+			check(ref, string(d.State), "")
+		}
+	}
+	for _, p := range inv.Pipelines {
+		if !p.Continuous {
+			continue
+		}
+		ref := rotation.ResourceRef{Kind: KindPipeline, ID: p.ID, Name: p.Name}
+		d, ok := snap.pipelines[p.ID]
+		switch {
+		case !ok:
+			check(ref, "DELETED", "pipeline was deleted during the rotation")
+		case d.State == pipelines.PipelineStateFailed:
+			check(ref, string(d.State), "pipeline failed to start")
+		default:
+			check(ref, string(d.State), "")
+		}
+	}
+	for _, ref := range pending {
+		addPending(&status, ref)
+	}
+	status.Done = status.PendingCount == 0
 	if !status.Done && now.After(run.Restart.Deadline) {
-		for _, ref := range status.Pending {
+		for _, ref := range pending {
 			ref.Reason = fmt.Sprintf("not RUNNING within %s of the restart (last state %s)", run.Restart.Deadline.Sub(run.Restart.RequestedAt).Round(time.Second), ref.State)
-			status.StillDown = append(status.StillDown, ref)
+			stillDown = append(stillDown, ref)
 		}
-		status.Pending, status.Done = nil, true
+		status.Pending, status.PendingCount, status.Done = nil, 0, true
 	}
+	sortRefs(stillDown)
+	status.StillDownCount = len(stillDown)
+	if len(stillDown) > rotation.MaxFailuresListed {
+		stillDown = stillDown[:rotation.MaxFailuresListed]
+	}
+	status.StillDown = stillDown
 	if status.Done && run.Stop != nil {
 		status.DowntimeSeconds = now.Sub(run.Stop.StoppedAt).Seconds()
 	}
 	status.PollAfterSeconds = polling.ComputeStart.After(status.Attempt)
 	return status, nil
-}
-
-// currentState returns a resource's state, normalised so that "RUNNING" means back in service, and
-// a failure reason when it will not get there by itself.
-func (t *Tasks) currentState(ctx context.Context, w *dbclient.Workspace, ref rotation.ResourceRef) (string, string, error) {
-	switch ref.Kind {
-	case KindCluster:
-		d, err := w.Clusters.GetByClusterId(ctx, ref.ID)
-		if isGone(err) {
-			return "DELETED", "cluster was deleted during the rotation", nil
-		} else if err != nil {
-			return "", "", err
-		}
-		if d.State == compute.StateTerminated || d.State == compute.StateError {
-			reason := d.StateMessage
-			if d.TerminationReason != nil && d.TerminationReason.Code != "" {
-				reason = fmt.Sprintf("%s: %s", d.TerminationReason.Code, d.StateMessage)
-			}
-			return string(d.State), "cluster did not start: " + reason, nil
-		}
-		return string(d.State), "", nil
-	case KindPool:
-		// A pool is back once its settings are; refilling idle instances is Databricks' job.
-		return "RUNNING", "", nil
-	case KindWarehouse:
-		d, err := w.Warehouses.GetById(ctx, ref.ID)
-		if isGone(err) {
-			return "DELETED", "warehouse was deleted during the rotation", nil
-		} else if err != nil {
-			return "", "", err
-		}
-		if d.State == sql.StateStopped || d.State == sql.StateDeleted {
-			return string(d.State), "warehouse did not start", nil
-		}
-		return string(d.State), "", nil
-	case KindPipeline:
-		d, err := w.Pipelines.Get(ctx, pipelines.GetPipelineRequest{PipelineId: ref.ID})
-		if isGone(err) {
-			return "DELETED", "pipeline was deleted during the rotation", nil
-		} else if err != nil {
-			return "", "", err
-		}
-		if d.State == pipelines.PipelineStateFailed {
-			return string(d.State), "pipeline failed to start", nil
-		}
-		return string(d.State), "", nil
-	}
-	return "", "", taskerr.Errorf[taskerr.InvalidInput]("unknown resource kind %q", ref.Kind)
 }
 
 func isGone(err error) bool {
@@ -570,38 +735,32 @@ func ignoreGone(err error) error {
 	return err
 }
 
-func firstError(errs []error) error {
-	return errors.Join(errs...)
+func describe(refs []rotation.ResourceRef) string {
+	parts := make([]string, 0, len(refs))
+	for _, r := range refs {
+		parts = append(parts, fmt.Sprintf("%s %s (%s, %s)", r.Kind, r.ID, r.Name, r.State))
+	}
+	return strings.Join(parts, ", ")
 }
 
-func describe(refs []rotation.ResourceRef) string {
-	out := ""
-	for i, r := range refs {
-		if i == 10 {
-			return out + fmt.Sprintf(" and %d more", len(refs)-10)
-		}
-		if i > 0 {
-			out += ", "
-		}
-		out += fmt.Sprintf("%s %s (%s, %s)", r.Kind, r.ID, r.Name, r.State)
+func sortedValues[V any](m map[string]V) []V {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]V, 0, len(m))
+	for _, k := range keys {
+		out = append(out, m[k])
 	}
 	return out
 }
 
 func sortRefs(refs []rotation.ResourceRef) {
 	slices.SortFunc(refs, func(a, b rotation.ResourceRef) int {
-		if a.Kind != b.Kind {
-			if a.Kind < b.Kind {
-				return -1
-			}
-			return 1
+		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+			return c
 		}
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
+		return strings.Compare(a.ID, b.ID)
 	})
 }

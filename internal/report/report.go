@@ -47,10 +47,12 @@ type Detail struct {
 	Phase                string                 `json:"phase,omitempty"`
 	Error                *ErrorDetail           `json:"error,omitempty"`
 	ComputeStopped       bool                   `json:"compute_stopped"`
-	Stopped              *Counts                `json:"stopped,omitempty"`
-	Restarted            []rotation.ResourceRef `json:"restarted,omitempty"`
+	Stopped              *rotation.Counts       `json:"stopped,omitempty"`
+	Restarted            *rotation.Counts       `json:"restarted,omitempty"`
 	NotRestarted         []rotation.ResourceRef `json:"not_restarted,omitempty"`
+	NotRestartedCount    int                    `json:"not_restarted_count,omitempty"`
 	StillDown            []rotation.ResourceRef `json:"still_down,omitempty"`
+	StillDownCount       int                    `json:"still_down_count,omitempty"`
 	StillDownUnknown     bool                   `json:"still_down_unknown,omitempty"`
 	LateStopped          []rotation.ResourceRef `json:"late_stopped,omitempty"`
 	DowntimeSeconds      float64                `json:"downtime_seconds,omitempty"`
@@ -58,14 +60,6 @@ type Detail struct {
 	WouldCreateKeyConfig bool                   `json:"would_create_key_config,omitempty"`
 	Inventory            *rotation.Inventory    `json:"inventory,omitempty"`
 	Request              json.RawMessage        `json:"request,omitempty"`
-}
-
-// Counts summarises an inventory.
-type Counts struct {
-	Clusters   int `json:"clusters"`
-	Pools      int `json:"pools"`
-	Warehouses int `json:"warehouses"`
-	Pipelines  int `json:"pipelines"`
 }
 
 // ErrorDetail is a step failure, with the Lambda error unwrapped into a readable message.
@@ -99,17 +93,24 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 		NewKeyConfigID: run.KeyConfigID, ComputeStopped: run.Stop != nil,
 	}
 	if run.Inventory != nil {
-		d.Stopped = &Counts{len(run.Inventory.Clusters), len(run.Inventory.Pools), len(run.Inventory.Warehouses), len(run.Inventory.Pipelines)}
+		counts := run.Inventory.Counts
+		if counts.Total() == 0 && run.Inventory.Ref == "" {
+			counts = rotation.CountOf(*run.Inventory)
+		}
+		d.Stopped = &counts
 	}
 	if run.StopStatus != nil {
 		d.LateStopped = run.StopStatus.LateStopped
 	}
 	if run.Restart != nil {
-		d.Restarted = run.Restart.Started
+		started := run.Restart.Started
+		d.Restarted = &started
 		d.NotRestarted = run.Restart.NotRestartable
+		d.NotRestartedCount = run.Restart.NotRestartableCount
 	}
 	if run.RestartStatus != nil {
 		d.StillDown = run.RestartStatus.StillDown
+		d.StillDownCount = run.RestartStatus.StillDownCount
 		d.DowntimeSeconds = run.RestartStatus.DowntimeSeconds
 	}
 

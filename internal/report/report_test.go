@@ -33,8 +33,8 @@ func TestAFailureAfterTheStopCarriesTheWholeInventoryAndSaysWhatIsStillDown(t *t
 	r := run()
 	r.Error = &rotation.StepError{Error: "WorkspaceReverted", Cause: `{"errorMessage":"workspace 11 reverted","errorType":"WorkspaceReverted"}`}
 	r.Patch = &rotation.PatchResult{}
-	r.Restart = &rotation.RestartResult{Started: []rotation.ResourceRef{{Kind: "cluster", ID: "c1"}}}
-	r.RestartStatus = &rotation.ComputeStatus{Done: true, StillDown: []rotation.ResourceRef{{Kind: "cluster", ID: "c2", Reason: "did not start"}}}
+	r.Restart = &rotation.RestartResult{Started: rotation.Counts{Clusters: 1}}
+	r.RestartStatus = &rotation.ComputeStatus{Done: true, StillDown: []rotation.ResourceRef{{Kind: "cluster", ID: "c2", Reason: "did not start"}}, StillDownCount: 1}
 
 	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: r})
 	require.NoError(t, err)
@@ -71,7 +71,7 @@ func TestAFailureBeforeAnyStopSaysTheWorkspaceIsUnchanged(t *testing.T) {
 
 func TestASuccessReportsOldAndNewConfigurationsAndDowntime(t *testing.T) {
 	r := run()
-	r.Restart = &rotation.RestartResult{Started: []rotation.ResourceRef{{Kind: "cluster", ID: "c1"}}, NotRestartable: []rotation.ResourceRef{{Kind: "cluster", ID: "c2"}}}
+	r.Restart = &rotation.RestartResult{Started: rotation.Counts{Clusters: 1}, NotRestartable: []rotation.ResourceRef{{Kind: "cluster", ID: "c2"}}, NotRestartableCount: 1}
 	r.RestartStatus = &rotation.ComputeStatus{Done: true, DowntimeSeconds: 312.5}
 	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindSucceeded, Run: r})
 	require.NoError(t, err)
@@ -80,7 +80,8 @@ func TestASuccessReportsOldAndNewConfigurationsAndDowntime(t *testing.T) {
 	assert.Equal(t, "old-cfg", d.PreviousKeyConfigID)
 	assert.Equal(t, "new-cfg", d.NewKeyConfigID)
 	assert.Equal(t, 312.5, d.DowntimeSeconds)
-	assert.Equal(t, &report.Counts{Clusters: 2, Pools: 1}, d.Stopped)
+	assert.Equal(t, &rotation.Counts{Clusters: 2, Pools: 1}, d.Stopped)
+	assert.Equal(t, &rotation.Counts{Clusters: 1}, d.Restarted)
 	assert.Len(t, d.NotRestarted, 1)
 }
 

@@ -37,6 +37,7 @@ const (
 	ClientID            = "rotator-service-principal"
 	EventBus            = "databricks-cmk-rotator"
 	LockTable           = "databricks-cmk-rotator-locks"
+	InventoryBucket     = "databricks-cmk-rotator-inventories"
 	RotatorRoleARN      = "arn:aws:iam::111122223333:role/databricks-cmk-rotator"
 )
 
@@ -83,6 +84,8 @@ type Options struct {
 	// WaitMS replaces every Wait of the definitions (default 20 ms); RetryMS every Retry interval (default 0).
 	WaitMS  int
 	RetryMS int
+	// KMSProxy puts a fault-injecting proxy in front of KMS (Rig.KMSProxy), for scenarios that throttle it.
+	KMSProxy bool
 	// Log receives the functions' log lines live; nil discards them (they stay in Function.Logs).
 	Log io.Writer
 	// Logger receives the engine's own diagnostics.
@@ -94,6 +97,8 @@ type Rig struct {
 	Region      string
 	KMS         *kms.Client
 	KMSEndpoint string
+	// KMSProxy is set when Options.KMSProxy asked for it; KMSEndpoint is then the proxy.
+	KMSProxy *KMSProxy
 	// Fake is nil when DATABRICKS_HOST points at another server.
 	Fake            *dbfake.Server
 	AWS             *awsfake.Server
@@ -162,6 +167,13 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		r.stops = append(r.stops, stop)
 		r.KMSEndpoint = endpoint
 	}
+	if opts.KMSProxy {
+		if r.KMSProxy, err = StartKMSProxy(r.KMSEndpoint); err != nil {
+			return nil, err
+		}
+		r.stops = append(r.stops, r.KMSProxy.Close)
+		r.KMSEndpoint = r.KMSProxy.URL()
+	}
 	r.KMS = kms.New(kms.Options{Region: r.Region, BaseEndpoint: aws.String(r.KMSEndpoint),
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
 
@@ -192,6 +204,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	}
 	r.stops = append(r.stops, r.AWS.Close)
 	r.AWS.CreateTable(LockTable, "workspace_id")
+	r.AWS.CreateBucket(InventoryBucket)
 	secretARN := fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:databricks-cmk-rotator/service-principal", r.Region, AWSAccount)
 	secret, _ := json.Marshal(map[string]string{"client_id": ClientID, "client_secret": opts.ClientSecret})
 	r.AWS.PutSecret(secretARN, string(secret))
@@ -249,6 +262,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 	env := map[string]string{
 		"AWS_ENDPOINT_URL_KMS": r.KMSEndpoint, "AWS_ENDPOINT_URL_SECRETS_MANAGER": r.AWS.URL(),
 		"AWS_ENDPOINT_URL_DYNAMODB": r.AWS.URL(), "LOCK_TABLE_NAME": LockTable,
+		"AWS_ENDPOINT_URL_S3": r.AWS.URL(), "INVENTORY_BUCKET": InventoryBucket,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s", "WORKSPACE_SETTLE": "500ms",

@@ -102,13 +102,34 @@ type StepError struct {
 
 // Inventory is every classic compute resource that was running when the rotation began, with what
 // is needed to bring it back exactly as it was.
+//
+// A large inventory (thousands of clusters) would not fit the 256 KiB Step Functions payload: it is
+// then kept in the stack's S3 bucket, Ref names the object, and only Counts travel in the state.
 type Inventory struct {
 	WorkspaceID string         `json:"workspace_id"`
 	TakenAt     time.Time      `json:"taken_at"`
-	Clusters    []ClusterRef   `json:"clusters"`
-	Pools       []PoolSettings `json:"pools"`
-	Warehouses  []WarehouseRef `json:"warehouses"`
-	Pipelines   []PipelineRef  `json:"pipelines"`
+	Counts      Counts         `json:"counts"`
+	Ref         string         `json:"ref,omitempty"`
+	Clusters    []ClusterRef   `json:"clusters,omitempty"`
+	Pools       []PoolSettings `json:"pools,omitempty"`
+	Warehouses  []WarehouseRef `json:"warehouses,omitempty"`
+	Pipelines   []PipelineRef  `json:"pipelines,omitempty"`
+}
+
+// Counts summarises resources by kind.
+type Counts struct {
+	Clusters   int `json:"clusters"`
+	Pools      int `json:"pools"`
+	Warehouses int `json:"warehouses"`
+	Pipelines  int `json:"pipelines"`
+}
+
+// Total is the number of resources counted.
+func (c Counts) Total() int { return c.Clusters + c.Pools + c.Warehouses + c.Pipelines }
+
+// CountOf returns the counts of an inventory's lists.
+func CountOf(inv Inventory) Counts {
+	return Counts{len(inv.Clusters), len(inv.Pools), len(inv.Warehouses), len(inv.Pipelines)}
 }
 
 // ClusterRef is a cluster that was running. Source decides whether it can be restarted: job and
@@ -157,11 +178,14 @@ type PipelineRef struct {
 	Continuous bool   `json:"continuous"`
 }
 
-// StopResult is the output of StopCompute, stored at $.stop.
+// StopResult is the output of StopCompute, stored at $.stop. More is set when the task ran out of
+// time: the state machine calls it again, and it resumes at Cursor.
 type StopResult struct {
 	StoppedAt        time.Time `json:"stopped_at"`
 	Deadline         time.Time `json:"deadline"`
 	PollAfterSeconds int       `json:"poll_after_seconds"`
+	More             bool      `json:"more"`
+	Cursor           int       `json:"cursor,omitempty"`
 }
 
 // Target states for ComputeStatus.
@@ -178,13 +202,16 @@ type ComputeStatusInput struct {
 
 // ComputeStatus is one check of a wait loop (stop or restart), stored at $.stop_status or $.restart_status.
 type ComputeStatus struct {
-	Done             bool          `json:"done"`
-	Attempt          int           `json:"attempt"`
-	CheckedAt        time.Time     `json:"checked_at"`
-	PollAfterSeconds int           `json:"poll_after_seconds"`
-	Pending          []ResourceRef `json:"pending,omitempty"`
+	Done             bool      `json:"done"`
+	Attempt          int       `json:"attempt"`
+	CheckedAt        time.Time `json:"checked_at"`
+	PollAfterSeconds int       `json:"poll_after_seconds"`
+	// Pending names up to MaxListed resources not yet in the target state; PendingCount counts all.
+	Pending      []ResourceRef `json:"pending,omitempty"`
+	PendingCount int           `json:"pending_count"`
 	// StillDown lists what is not running at the end of a restart (failed to start, or past the budget).
-	StillDown []ResourceRef `json:"still_down,omitempty"`
+	StillDown      []ResourceRef `json:"still_down,omitempty"`
+	StillDownCount int           `json:"still_down_count"`
 	// LateStopped lists compute that started after the inventory and was stopped before the PATCH.
 	LateStopped     []ResourceRef `json:"late_stopped,omitempty"`
 	DowntimeSeconds float64       `json:"downtime_seconds,omitempty"`
@@ -221,15 +248,29 @@ type WorkspaceStat struct {
 	PollAfterSeconds int        `json:"poll_after_seconds"`
 }
 
-// RestartResult is the output of RestartCompute, stored at $.restart.
+// RestartResult is the output of RestartCompute, stored at $.restart. Started counts what was started
+// or found already up; Failed names what could not be started (it is reported, never dropped).
+// More and Cursor continue a restart that ran out of time, as for StopResult.
 type RestartResult struct {
-	RequestedAt      time.Time     `json:"requested_at"`
-	Deadline         time.Time     `json:"deadline"`
-	PollAfterSeconds int           `json:"poll_after_seconds"`
-	Started          []ResourceRef `json:"started"`
-	NotRestartable   []ResourceRef `json:"not_restartable,omitempty"`
-	Failed           []ResourceRef `json:"failed,omitempty"`
+	RequestedAt         time.Time     `json:"requested_at"`
+	Deadline            time.Time     `json:"deadline"`
+	PollAfterSeconds    int           `json:"poll_after_seconds"`
+	Started             Counts        `json:"started"`
+	NotRestartable      []ResourceRef `json:"not_restartable,omitempty"`
+	NotRestartableCount int           `json:"not_restartable_count"`
+	Failed              []ResourceRef `json:"failed,omitempty"`
+	More                bool          `json:"more"`
+	Cursor              int           `json:"cursor,omitempty"`
 }
+
+// MaxListed caps the resources named in a progress list of the state (pending, late stopped, not
+// restartable); the counts next to it are always complete.
+const MaxListed = 50
+
+// MaxFailuresListed caps failure lists (Failed, StillDown). Each failure needs an operator, so the
+// cap is high, but a disaster on a workspace with thousands of clusters must not push the state past
+// the 256 KiB payload limit and fail the very execution that has to report it; StillDownCount is exact.
+const MaxFailuresListed = 200
 
 // Report is the output of the BuildReport task: the detail of the event the state machine publishes.
 type Report struct {

@@ -5,8 +5,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/acme/databricks-cmk-rotator/internal/compute"
+	"github.com/acme/databricks-cmk-rotator/internal/invstore"
 	"github.com/acme/databricks-cmk-rotator/internal/keyconfig"
 	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/validate"
@@ -20,6 +22,9 @@ const (
 	EnvStopBudget              = "STOP_BUDGET"
 	EnvStartBudget             = "START_BUDGET"
 	EnvWorkers                 = "API_WORKERS"
+	EnvTaskTime                = "TASK_TIME"
+	EnvInventoryBucket         = "INVENTORY_BUCKET"
+	EnvInventoryInlineLimit    = "INVENTORY_INLINE_LIMIT"
 	EnvManagedServicesBudget   = "WORKSPACE_UPDATE_BUDGET"
 	EnvStorageBudget           = "STORAGE_UPDATE_BUDGET"
 	EnvWorkspaceSettle         = "WORKSPACE_SETTLE"
@@ -90,11 +95,14 @@ func ComputeTasks(ctx context.Context, lookup Lookup) (*compute.Tasks, error) {
 		Workers:     s.Int(EnvWorkers, compute.DefaultSettings.Workers),
 		StopBudget:  s.Duration(EnvStopBudget, compute.DefaultSettings.StopBudget),
 		StartBudget: s.Duration(EnvStartBudget, compute.DefaultSettings.StartBudget),
+		TaskTime:    s.Duration(EnvTaskTime, 0),
 	}
+	store := &invstore.Store{S3: s3.NewFromConfig(awsCfg), InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
+	store.Bucket, _ = lookup(EnvInventoryBucket)
 	if err := s.Err(); err != nil {
 		return nil, err
 	}
-	return &compute.Tasks{Clients: factory, Settings: settings}, nil
+	return &compute.Tasks{Clients: factory, Settings: settings, Store: store}, nil
 }
 
 // WorkspaceUpdateTasks builds the PatchWorkspace and WorkspaceStatus tasks.

@@ -1,0 +1,48 @@
+// Command key-guard is the Lambda that raises the alarm when a KMS key a Databricks workspace
+// depends on is scheduled for deletion, disabled or deleted (internal/keyguard).
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+
+	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+func main() {
+	log := wire.Logger()
+	ctx := context.Background()
+	cfg, cfgErr := keyguard.LoadConfig(os.LookupEnv)
+	// Honours AWS_ENDPOINT_URL_KMS, _SFN and _EVENTBRIDGE, which point the sandbox at local endpoints.
+	awsCfg, err := wire.AWS(ctx)
+	if err != nil {
+		log.Error("cannot start: AWS configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	factory, dbErr := wire.Databricks(ctx, os.LookupEnv, awsCfg)
+	if err := errors.Join(cfgErr, dbErr); err != nil {
+		log.Error("cannot start: configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	account, err := factory.Account()
+	if err != nil {
+		log.Error("cannot start: Databricks account client", "error", err.Error())
+		os.Exit(1)
+	}
+	h := &keyguard.Handler{
+		Config:     cfg,
+		KMS:        kms.NewFromConfig(awsCfg),
+		Account:    keyguard.DatabricksAccount{Account: account},
+		Executions: sfn.NewFromConfig(awsCfg),
+		Events:     eventbridge.NewFromConfig(awsCfg),
+		Log:        log,
+	}
+	lambda.Start(h.Handle)
+}

@@ -1,0 +1,82 @@
+package keyguard
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Config is the key guard's configuration, read once from the environment. The Databricks
+// settings (DATABRICKS_*) are read by dbclient.LoadSettings.
+type Config struct {
+	// EventBusName receives the "Key In Use At Risk" events (EVENT_BUS_NAME, required: a critical
+	// event sent to the wrong bus is an alarm nobody hears).
+	EventBusName string
+	// ReminderStateMachineARN is the retirement reminder state machine whose running executions
+	// name the workspaces rotated off a key within the last 24 hours (REMINDER_STATE_MACHINE_ARN,
+	// required).
+	ReminderStateMachineARN string
+	// UndoKeyChanges makes the guard cancel a scheduled deletion or enable a disabled key that a
+	// workspace depends on (UNDO_KEY_CHANGES, true or false, default false).
+	UndoKeyChanges bool
+	// IgnoredPrincipalARNs are principals whose KMS calls are ignored (IGNORED_PRINCIPAL_ARNS,
+	// comma-separated). Both the caller ARN and the role behind an assumed-role session are compared.
+	IgnoredPrincipalARNs []string
+}
+
+var (
+	stateMachineARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$`)
+	principalARNRE    = regexp.MustCompile(`^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$`)
+)
+
+// ConfigError lists every missing or invalid variable.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "key guard configuration: " + strings.Join(e.Problems, "; ")
+}
+
+// LoadConfig reads the configuration through lookup (os.LookupEnv in main, a map in tests) and
+// reports every problem at once.
+func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return strings.TrimSpace(v)
+	}
+	var problems []string
+	cfg := Config{
+		EventBusName:            get("EVENT_BUS_NAME"),
+		ReminderStateMachineARN: get("REMINDER_STATE_MACHINE_ARN"),
+	}
+	if cfg.EventBusName == "" {
+		problems = append(problems, "EVENT_BUS_NAME is required")
+	}
+	switch {
+	case cfg.ReminderStateMachineARN == "":
+		problems = append(problems, "REMINDER_STATE_MACHINE_ARN is required")
+	case !stateMachineARNRE.MatchString(cfg.ReminderStateMachineARN):
+		problems = append(problems, fmt.Sprintf("REMINDER_STATE_MACHINE_ARN %q is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)", cfg.ReminderStateMachineARN))
+	}
+	switch v := strings.ToLower(get("UNDO_KEY_CHANGES")); v {
+	case "", "false":
+	case "true":
+		cfg.UndoKeyChanges = true
+	default:
+		problems = append(problems, fmt.Sprintf("UNDO_KEY_CHANGES must be true or false, got %q", get("UNDO_KEY_CHANGES")))
+	}
+	for _, a := range strings.Split(get("IGNORED_PRINCIPAL_ARNS"), ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if !principalARNRE.MatchString(a) {
+			problems = append(problems, fmt.Sprintf("IGNORED_PRINCIPAL_ARNS entry %q is not an IAM or STS ARN", a))
+			continue
+		}
+		cfg.IgnoredPrincipalARNs = append(cfg.IgnoredPrincipalARNs, a)
+	}
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
