@@ -15,40 +15,74 @@ import (
 
 var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
+// requestFields are the execution input's fields, matched exactly (encoding/json alone would also
+// accept "WORKSPACE_IDS").
+var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger"}
+
 // ParseRequest decodes and normalises an execution input. It is the offline half of validation,
 // shared by the Validate task and the operator CLI: every rejection names the field and the reason.
 // Workspace ids may be given as strings or as JSON numbers (the console makes numbers easy to type).
 func ParseRequest(raw []byte) (Request, error) {
-	var wire struct {
-		WorkspaceIDs              []json.RawMessage `json:"workspace_ids"`
-		KeyARN                    *string           `json:"key_arn"`
-		KeyAlias                  string            `json:"key_alias"`
-		UseCases                  []string          `json:"use_cases"`
-		ReuseKeyForClusterVolumes *bool             `json:"reuse_key_for_cluster_volumes"`
-		DryRun                    bool              `json:"dry_run"`
-		Trigger                   *Trigger          `json:"trigger"`
+	invalid := func(format string, args ...any) (Request, error) {
+		return Request{}, taskerr.Errorf[taskerr.InvalidInput]("input is not valid: "+format, args...)
 	}
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Request{}, taskerr.Errorf[taskerr.InvalidInput]("input must be a JSON object like {\"workspace_ids\": [\"1234567890123456\"], \"key_arn\": \"arn:aws:kms:...\"}")
 	}
+	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&wire); err != nil {
-		return Request{}, taskerr.Errorf[taskerr.InvalidInput]("input is not valid: %s", describeJSONError(err))
+	if err := dec.Decode(&fields); err != nil {
+		return invalid("%s", describeJSONError(err))
 	}
-	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("malformed JSON: unexpected data after the object at byte %d", dec.InputOffset())
+	}
 	var problems []string
+	for name := range fields {
+		if !slices.Contains(requestFields, name) {
+			problems = append(problems, fmt.Sprintf("unknown field %q (allowed: %s)", name, strings.Join(requestFields, ", ")))
+		}
+	}
+	slices.Sort(problems)
 
+	var wire struct {
+		WorkspaceIDs              []json.RawMessage
+		KeyARN                    *string
+		KeyAlias                  string
+		UseCases                  []string
+		ReuseKeyForClusterVolumes *bool
+		DryRun                    bool
+		Trigger                   *Trigger
+	}
+	targets := map[string]any{
+		"workspace_ids": &wire.WorkspaceIDs, "key_arn": &wire.KeyARN, "key_alias": &wire.KeyAlias, "use_cases": &wire.UseCases,
+		"reuse_key_for_cluster_volumes": &wire.ReuseKeyForClusterVolumes, "dry_run": &wire.DryRun, "trigger": &wire.Trigger,
+	}
+	for _, name := range requestFields {
+		value, ok := fields[name]
+		if !ok {
+			continue
+		}
+		fd := json.NewDecoder(bytes.NewReader(value))
+		fd.DisallowUnknownFields()
+		if err := fd.Decode(targets[name]); err != nil {
+			problems = append(problems, fmt.Sprintf("field %s: %s", name, describeFieldError(err)))
+		}
+	}
+	if len(problems) > 0 {
+		return invalid("%s", strings.Join(problems, "; "))
+	}
+
+	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger}
 	if len(wire.WorkspaceIDs) == 0 {
 		problems = append(problems, "workspace_ids: at least one workspace id is required")
 	}
 	seen := map[string]bool{}
 	for i, rawID := range wire.WorkspaceIDs {
-		id := strings.TrimSpace(strings.Trim(string(rawID), `"`))
-		if !workspaceIDPattern.MatchString(id) {
-			problems = append(problems, fmt.Sprintf("workspace_ids[%d]: %q is not a Databricks workspace id (digits only)", i, id))
+		id, ok := workspaceID(rawID)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("workspace_ids[%d]: %s is not a Databricks workspace id (digits only)", i, strings.TrimSpace(string(rawID))))
 			continue
 		}
 		if !seen[id] {
@@ -84,9 +118,25 @@ func ParseRequest(raw []byte) (Request, error) {
 		problems = append(problems, fmt.Sprintf("key_alias: %q must start with alias/", req.KeyAlias))
 	}
 	if len(problems) > 0 {
-		return Request{}, taskerr.Errorf[taskerr.InvalidInput]("input is not valid: %s", strings.Join(problems, "; "))
+		return invalid("%s", strings.Join(problems, "; "))
 	}
 	return req, nil
+}
+
+// workspaceID reads one id given as a JSON string or a JSON number.
+func workspaceID(raw json.RawMessage) (string, bool) {
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil {
+		var n json.Number
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if dec.Decode(&n) != nil {
+			return "", false
+		}
+		id = n.String()
+	}
+	id = strings.TrimSpace(id)
+	return id, workspaceIDPattern.MatchString(id)
 }
 
 // ReuseKeyForVolumes is the effective reuse flag: Databricks defaults it to true.
@@ -98,17 +148,27 @@ func (r Request) ReuseKeyForVolumes() bool {
 func HasUseCase(useCases []string, uc string) bool { return slices.Contains(useCases, uc) }
 
 func describeJSONError(err error) string {
-	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
 	switch {
-	case errors.As(err, &typeErr):
-		return fmt.Sprintf("field %s: expected %s, got a JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: the input ends before the object does"
 	case errors.As(err, &syntaxErr):
 		return fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+func describeFieldError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &typeErr):
+		where := ""
+		if typeErr.Field != "" {
+			where = " at " + typeErr.Field
+		}
+		return fmt.Sprintf("expected %s%s, got a JSON %s", typeErr.Type, where, typeErr.Value)
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + " (allowed: workspace_ids, key_arn, key_alias, use_cases, reuse_key_for_cluster_volumes, dry_run, trigger)"
+		return strings.TrimPrefix(err.Error(), "json: ")
 	}
 	return err.Error()
 }

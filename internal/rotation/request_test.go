@@ -101,12 +101,9 @@ func TestParseRequestRejectsNamingTheField(t *testing.T) {
 	}
 }
 
-// TestParseRequestRejectsTrailingData pins a gap found by FuzzParseRequest: the decoder reads the
-// first JSON value and ignores what follows, so a document with trailing data (even a second,
-// truncated object) is accepted. It is skipped until request.go checks that the input ends after
-// the object.
+// TestParseRequestRejectsTrailingData pins a gap FuzzParseRequest found: a decoder reads the first
+// JSON value and ignores what follows, so a document with trailing data was accepted.
 func TestParseRequestRejectsTrailingData(t *testing.T) {
-	t.Skip("known gap in request.go (reported): trailing data after the object is ignored")
 	for _, raw := range []string{
 		`{"workspace_ids": ["1"], "key_arn": "k"} trailing`,
 		`{"workspace_ids": ["1"], "key_arn": "k"}{"workspace_ids": [`,
@@ -115,4 +112,19 @@ func TestParseRequestRejectsTrailingData(t *testing.T) {
 		var invalid *taskerr.InvalidInput
 		assert.True(t, errors.As(err, &invalid), "accepted %q", raw)
 	}
+}
+
+func TestParseRequestMatchesFieldNamesExactlyAndReadsEscapedIDs(t *testing.T) {
+	_, err := rotation.ParseRequest([]byte(`{"WORKSPACE_IDS": ["1"], "key_arn": "k"}`))
+	var invalid *taskerr.InvalidInput
+	require.True(t, errors.As(err, &invalid))
+	assert.Contains(t, invalid.Reason, `unknown field "WORKSPACE_IDS"`)
+
+	got, err := rotation.ParseRequest([]byte(`{"workspace_ids": ["\u0031\u0032"], "key_arn": "k"}`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"12"}, got.WorkspaceIDs)
+
+	_, err = rotation.ParseRequest([]byte(`{"workspace_ids": ["1"], "key_arn": "k", "trigger": {"event_id": "e", "surprise": 1}}`))
+	require.True(t, errors.As(err, &invalid))
+	assert.Contains(t, invalid.Reason, `field trigger: unknown field "surprise"`)
 }
