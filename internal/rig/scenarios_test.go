@@ -447,3 +447,74 @@ func TestAClusterThatFailsToStartIsNamedAndFailsTheExecution(t *testing.T) {
 	assert.Equal(t, compute.StateRunning, s.rig.Fake.Cluster(rig.AnalyticsWorkspace, "0101-etl-interactive").State, "the rest came back")
 	assert.Len(t, s.events("Previous Key Retirable"), 1, "the workspace did rotate: its old key still gets its reminder")
 }
+
+// withExtraWorkspaces adds n small workspaces (ids 5000000000000001...) to the demo account.
+func withExtraWorkspaces(n int) func(*rig.Options) {
+	return func(o *rig.Options) {
+		for i := 1; i <= n; i++ {
+			id := int64(5000000000000000 + i)
+			ws := rig.DemoSeed(rig.DefaultRegion).Workspaces[0].Workspace
+			ws.WorkspaceId, ws.WorkspaceName, ws.DeploymentName = id, fmt.Sprintf("team-%02d", i), fmt.Sprintf("dbc-team-%02d", i)
+			o.Seed.Workspaces = append(o.Seed.Workspaces, dbfake.WorkspaceSeed{Workspace: ws, Clusters: []compute.ClusterDetails{
+				{ClusterId: fmt.Sprintf("c-%02d-a", i), ClusterName: "shared", State: compute.StateRunning, ClusterSource: compute.ClusterSourceUi},
+				{ClusterId: fmt.Sprintf("c-%02d-b", i), ClusterName: "etl", State: compute.StateRunning, ClusterSource: compute.ClusterSourceApi},
+			}})
+		}
+	}
+}
+
+func TestManyWorkspacesShareOneKeyConfigurationAndRotateIndependently(t *testing.T) {
+	const n = 10
+	s := start(t, func(o *rig.Options) {
+		withExtraWorkspaces(n)(o)
+		o.FunctionEnv = map[string]string{"MAX_CONCURRENT_WORKSPACES": "4"}
+	})
+	var ids []string
+	for i := 1; i <= n; i++ {
+		ids = append(ids, fmt.Sprint(5000000000000000+i))
+	}
+	s.rig.Fake.FailClusterStart(5000000000000003, "c-03-a", "capacity") // one workspace's trouble is its own
+	s.startInput(map[string]any{"workspace_ids": ids, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
+	exec := s.onlyRotation()
+	assert.Equal(t, "ComputeNotRestored", exec.Error, "one workspace has a cluster down")
+
+	var out struct {
+		Results []struct {
+			WorkspaceID string `json:"workspace_id"`
+			Outcome     string `json:"outcome"`
+		} `json:"results"`
+	}
+	// A failed execution has no output; read the outcomes from the events instead.
+	succeeded := s.events("Rotation Succeeded")
+	require.Len(t, succeeded, n, "every workspace rotated")
+	configs := map[any]bool{}
+	for _, d := range succeeded {
+		configs[d["new_key_config_id"]] = true
+	}
+	assert.Len(t, configs, 1, "one key configuration, shared")
+	assert.Len(t, s.rig.Fake.KeyConfigs(), 2, "the old one and one new one")
+	for i := 1; i <= n; i++ {
+		id := int64(5000000000000000 + i)
+		assert.NotEqual(t, rig.OldKeyConfigID, s.rig.Fake.Workspace(id).ManagedServicesCustomerManagedKeyId)
+		assert.Equal(t, compute.StateRunning, s.rig.Fake.Cluster(id, fmt.Sprintf("c-%02d-b", i)).State)
+	}
+	_ = json.Unmarshal([]byte(exec.Output), &out)
+	assert.Empty(t, s.rig.AWS.Items(rig.LockTable), "every workspace lock was released")
+}
+
+func TestALargeInventoryTravelsByReferenceThroughTheRealFunctions(t *testing.T) {
+	s := start(t, func(o *rig.Options) {
+		// A 200-byte inline limit sends even the demo workspace's inventory to S3.
+		o.FunctionEnv = map[string]string{"INVENTORY_INLINE_LIMIT": "200"}
+	})
+	s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
+	exec := s.onlyRotation()
+	require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
+	objects := s.rig.AWS.Objects(rig.InventoryBucket)
+	require.Len(t, objects, 1, "the inventory was stored in the bucket")
+	succeeded := s.events("Rotation Succeeded")
+	require.Len(t, succeeded, 1)
+	stopped, _ := succeeded[0]["stopped"].(map[string]any)
+	assert.Equal(t, 4.0, stopped["clusters"], "the counts travel in the state")
+	s.assertAnalyticsComputeRestored()
+}

@@ -97,7 +97,12 @@ func ComputeTasks(ctx context.Context, lookup Lookup) (*compute.Tasks, error) {
 		StartBudget: s.Duration(EnvStartBudget, compute.DefaultSettings.StartBudget),
 		TaskTime:    s.Duration(EnvTaskTime, 0),
 	}
-	store := &invstore.Store{S3: s3.NewFromConfig(awsCfg), InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
+	_, localS3 := lookup("AWS_ENDPOINT_URL_S3")
+	s3Client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		// A local S3 endpoint (the sandbox) has no per-bucket DNS names: address buckets by path there.
+		o.UsePathStyle = localS3
+	})
+	store := &invstore.Store{S3: s3Client, InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
 	store.Bucket, _ = lookup(EnvInventoryBucket)
 	if err := s.Err(); err != nil {
 		return nil, err
