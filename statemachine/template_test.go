@@ -28,6 +28,7 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 	"github.com/acme/databricks-cmk-rotator/internal/trigger"
+	"github.com/acme/databricks-cmk-rotator/internal/validate"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
 
@@ -407,29 +408,21 @@ func wireDatabricksBuilders(t *testing.T) map[string]bool {
 	return builders
 }
 
-// functionCallsDatabricks reads functions/<dir>/main.go: does it build Databricks clients?
-func functionCallsDatabricks(t *testing.T, dir string, builders map[string]bool) (calls, exists bool) {
+// functionCallsDatabricks asks the Go toolchain whether functions/<dir> links internal/dbclient, the
+// only package that builds Databricks clients.
+func functionCallsDatabricks(t *testing.T, dir string, _ map[string]bool) (calls, exists bool) {
 	t.Helper()
-	path := filepath.Join("..", "functions", dir, "main.go")
-	if _, err := os.Stat(path); err != nil {
+	if _, err := os.Stat(filepath.Join("..", "functions", dir, "main.go")); err != nil {
 		return false, false
 	}
-	file, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-	require.NoError(t, err)
-	for _, imp := range file.Imports {
-		if strings.Trim(imp.Path.Value, `"`) == modulePath+"/internal/dbclient" {
-			calls = true
+	out, err := exec.Command("go", "list", "-deps", "../functions/"+dir).CombinedOutput()
+	require.NoError(t, err, "go list: %s", out)
+	for _, pkg := range strings.Fields(string(out)) {
+		if pkg == modulePath+"/internal/dbclient" {
+			return true, true
 		}
 	}
-	ast.Inspect(file, func(n ast.Node) bool {
-		if sel, ok := n.(*ast.SelectorExpr); ok {
-			if pkg, ok := sel.X.(*ast.Ident); ok && pkg.Name == "wire" && builders[sel.Sel.Name] {
-				calls = true
-			}
-		}
-		return true
-	})
-	return calls, true
+	return false, true
 }
 
 func TestEveryFunctionThatCallsDatabricksGetsTheAccountAndTheSecretAndNoOtherDoes(t *testing.T) {
@@ -520,13 +513,13 @@ func TestTheEnvironmentPassesTheCodesOwnConfigurationChecks(t *testing.T) {
 	}
 	eachDeployment(t, tpl, func(t *testing.T, d *deployment) {
 		env := d.env("ValidateFunction")
-		for _, name := range []string{wire.EnvQuietWindowSeconds, wire.EnvMaxConcurrentWorkspaces, wire.EnvAllowMissingCondition} {
+		for _, name := range []string{validate.EnvQuietWindowSeconds, validate.EnvMaxConcurrentWorkspaces, validate.EnvAllowMissingCondition} {
 			assert.Contains(t, env, name, "ValidateFunction reads %s, set from a stack parameter", name)
 		}
 		s := wire.NewSettings(lookupIn(env))
-		quiet := s.Int(wire.EnvQuietWindowSeconds, -1)
-		concurrency := s.Int(wire.EnvMaxConcurrentWorkspaces, -1)
-		allow := s.Bool(wire.EnvAllowMissingCondition, false)
+		quiet := s.Int(validate.EnvQuietWindowSeconds, -1)
+		concurrency := s.Int(validate.EnvMaxConcurrentWorkspaces, -1)
+		allow := s.Bool(validate.EnvAllowMissingCondition, false)
 		require.NoError(t, s.Err())
 		assert.Equal(t, d.params["StorageQuietWindowSeconds"], strconv.Itoa(quiet))
 		assert.Equal(t, d.params["MaxConcurrentWorkspaces"], strconv.Itoa(concurrency))

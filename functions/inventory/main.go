@@ -7,13 +7,20 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/acme/databricks-cmk-rotator/internal/compute"
 	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
 
 func main() {
 	logger := wire.Logger()
-	task, err := wire.ComputeTasks(context.Background(), os.LookupEnv)
+	ctx := context.Background()
+	awsCfg, err := wire.AWS(ctx)
+	if err != nil {
+		logger.Error("cannot start: AWS configuration", "error", err)
+		os.Exit(1)
+	}
+	task, err := compute.FromEnv(ctx, os.LookupEnv, awsCfg)
 	if err != nil {
 		logger.Error("cannot start: configuration", "error", err)
 		os.Exit(1)

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
@@ -26,7 +27,7 @@ func main() {
 		log.Error("cannot start: AWS configuration", "error", err.Error())
 		os.Exit(1)
 	}
-	factory, dbErr := wire.Databricks(ctx, os.LookupEnv, awsCfg)
+	factory, dbErr := dbclient.FromEnv(ctx, os.LookupEnv, awsCfg)
 	if err := errors.Join(cfgErr, dbErr); err != nil {
 		log.Error("cannot start: configuration", "error", err.Error())
 		os.Exit(1)

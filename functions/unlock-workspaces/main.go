@@ -1,4 +1,4 @@
-// Command unlock-workspaces is the UnlockWorkspaces task: one rotation per workspace at a time (see internal/wslock).
+// Command unlock-workspaces is the UnlockWorkspaces task of the rotation state machine.
 package main
 
 import (
@@ -9,14 +9,21 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/acme/databricks-cmk-rotator/internal/wslock"
 )
 
 func main() {
 	logger := wire.Logger()
-	locks, err := wire.LockTasks(context.Background(), os.LookupEnv)
+	ctx := context.Background()
+	awsCfg, err := wire.AWS(ctx)
+	if err != nil {
+		logger.Error("cannot start: AWS configuration", "error", err)
+		os.Exit(1)
+	}
+	task, err := wslock.FromEnv(ctx, os.LookupEnv, awsCfg)
 	if err != nil {
 		logger.Error("cannot start: configuration", "error", err)
 		os.Exit(1)
 	}
-	lambda.Start(lambdatask.Wrap(logger, "UnlockWorkspaces", locks.Release))
+	lambda.Start(lambdatask.Wrap(logger, "UnlockWorkspaces", task.Release))
 }

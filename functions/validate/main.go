@@ -8,12 +8,19 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
+	"github.com/acme/databricks-cmk-rotator/internal/validate"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
 
 func main() {
 	logger := wire.Logger()
-	task, err := wire.ValidateTask(context.Background(), os.LookupEnv)
+	ctx := context.Background()
+	awsCfg, err := wire.AWS(ctx)
+	if err != nil {
+		logger.Error("cannot start: AWS configuration", "error", err)
+		os.Exit(1)
+	}
+	task, err := validate.FromEnv(ctx, os.LookupEnv, awsCfg)
 	if err != nil {
 		logger.Error("cannot start: configuration", "error", err)
 		os.Exit(1)

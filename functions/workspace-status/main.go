@@ -9,11 +9,18 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
 )
 
 func main() {
 	logger := wire.Logger()
-	task, err := wire.WorkspaceUpdateTasks(context.Background(), os.LookupEnv)
+	ctx := context.Background()
+	awsCfg, err := wire.AWS(ctx)
+	if err != nil {
+		logger.Error("cannot start: AWS configuration", "error", err)
+		os.Exit(1)
+	}
+	task, err := wsupdate.FromEnv(ctx, os.LookupEnv, awsCfg)
 	if err != nil {
 		logger.Error("cannot start: configuration", "error", err)
 		os.Exit(1)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/databricks/databricks-sdk-go/client"
 	"github.com/databricks/databricks-sdk-go/config"
 	"github.com/databricks/databricks-sdk-go/service/compute"
@@ -276,4 +278,24 @@ func (a *Account) CreateKeyConfig(ctx context.Context, req provisioning.CreateCu
 func (a *Account) UpdateWorkspace(ctx context.Context, req provisioning.UpdateWorkspaceRequest) error {
 	_, err := a.Workspaces.Update(ctx, req)
 	return err
+}
+
+type secretsManager struct{ client *secretsmanager.Client }
+
+func (s secretsManager) SecretString(ctx context.Context, id string) (string, error) {
+	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		return "", err
+	}
+	return aws.ToString(out.SecretString), nil
+}
+
+// FromEnv builds a Factory from the environment, reading the credentials from Secrets Manager when
+// DATABRICKS_SECRET_ARN is set.
+func FromEnv(ctx context.Context, lookup func(string) (string, bool), awsCfg aws.Config) (*Factory, error) {
+	settings, err := LoadSettings(ctx, lookup, secretsManager{secretsmanager.NewFromConfig(awsCfg)})
+	if err != nil {
+		return nil, err
+	}
+	return NewFactory(settings), nil
 }

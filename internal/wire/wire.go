@@ -1,6 +1,6 @@
 // Package wire holds what every function's composition root does the same way: structured logs with
-// the Lambda request id, the AWS configuration, Databricks clients with credentials from Secrets
-// Manager, and typed settings read from the environment.
+// the Lambda request id, the AWS configuration, and typed settings read from the environment. It
+// links no service client, so that each function binary carries only the clients it uses.
 package wire
 
 import (
@@ -14,9 +14,6 @@ import (
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 )
 
 // Lookup reads one environment variable (os.LookupEnv in main, a map in tests).
@@ -33,25 +30,6 @@ func AWS(ctx context.Context) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	return cfg, nil
-}
-
-type secretsReader struct{ client *secretsmanager.Client }
-
-func (s secretsReader) SecretString(ctx context.Context, id string) (string, error) {
-	out, err := s.client.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
-	if err != nil {
-		return "", err
-	}
-	return aws.ToString(out.SecretString), nil
-}
-
-// Databricks builds the Databricks client factory from the environment.
-func Databricks(ctx context.Context, lookup Lookup, awsCfg aws.Config) (*dbclient.Factory, error) {
-	settings, err := dbclient.LoadSettings(ctx, lookup, secretsReader{secretsmanager.NewFromConfig(awsCfg)})
-	if err != nil {
-		return nil, err
-	}
-	return dbclient.NewFactory(settings), nil
 }
 
 // Settings reads typed settings and collects every problem, so one error names them all.

@@ -1,0 +1,48 @@
+package compute
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/invstore"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+// Environment read by the compute functions, besides the DATABRICKS_* ones.
+const (
+	EnvStopBudget           = "STOP_BUDGET"
+	EnvStartBudget          = "START_BUDGET"
+	EnvWorkers              = "API_WORKERS"
+	EnvTaskTime             = "TASK_TIME"
+	EnvInventoryBucket      = "INVENTORY_BUCKET"
+	EnvInventoryInlineLimit = "INVENTORY_INLINE_LIMIT"
+)
+
+// FromEnv builds the compute tasks (Inventory, StopCompute, ComputeStatus, RestartCompute).
+func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Tasks, error) {
+	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	s := wire.NewSettings(lookup)
+	settings := Settings{
+		Workers:     s.Int(EnvWorkers, DefaultSettings.Workers),
+		StopBudget:  s.Duration(EnvStopBudget, DefaultSettings.StopBudget),
+		StartBudget: s.Duration(EnvStartBudget, DefaultSettings.StartBudget),
+		TaskTime:    s.Duration(EnvTaskTime, 0),
+	}
+	_, localS3 := lookup("AWS_ENDPOINT_URL_S3")
+	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		// A local S3 endpoint (the sandbox) has no per-bucket DNS names: address buckets by path there.
+		o.UsePathStyle = localS3
+	})
+	store := &invstore.Store{S3: client, InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
+	store.Bucket, _ = lookup(EnvInventoryBucket)
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return &Tasks{Clients: factory, Settings: settings, Store: store}, nil
+}

@@ -1,0 +1,23 @@
+package keyconfig
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+// FromEnv builds the RegisterKeyConfig task from the environment.
+func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
+	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	account, err := factory.Account()
+	if err != nil {
+		return nil, err
+	}
+	return &Task{Account: account}, nil
+}

@@ -1,0 +1,97 @@
+package operator
+
+const mainHelp = `cmkrotate starts and follows the rotation of Databricks workspaces onto a new customer-managed
+KMS key, run by the rotation state machine.
+
+Usage:
+  cmkrotate start  --workspace ID --key-arn ARN [flags]   start a rotation (or: start --input FILE)
+  cmkrotate plan   --workspace ID --key-arn ARN [flags]   dry run: what a rotation would stop, changing nothing
+  cmkrotate status EXECUTION                              one progress snapshot
+  cmkrotate watch  EXECUTION                              follow an execution until it ends
+  cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
+
+EXECUTION is an execution ARN, or an execution name together with --state-machine.
+
+Environment:
+  ROTATOR_STATE_MACHINE_ARN   the rotation state machine, when --state-machine is not given
+  AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SFN and the rest of the standard AWS configuration chain
+                              (calls go to the region in the state machine or execution ARN)
+
+Exit codes:
+  0  done: started, or the execution succeeded (or is still running, for status)
+  1  failed: an AWS call failed, or the execution did not succeed (a failed workspace included)
+  2  usage: the command line or the input is wrong; nothing was started
+
+Run 'cmkrotate COMMAND --help' for the flags of a command.
+`
+
+const requestFlagsHelp = `Input (either flags or --input):
+  --workspace ID                        workspace to rotate; repeat it, or separate ids with commas
+  --key-arn ARN                         the new key: arn:aws:kms:<region>:<account>:key/<key-id> or an alias ARN
+  --alias alias/NAME                    the key's alias, recorded in the plan and the events
+  --use-cases LIST                      MANAGED_SERVICES (default), STORAGE, or MANAGED_SERVICES,STORAGE
+  --no-reuse-key-for-cluster-volumes    with STORAGE: do not encrypt cluster EBS volumes with the key
+  --input FILE                          a state machine input JSON document; - reads stdin
+
+The input is validated offline first, as the state machine's Validate task does (workspace ids,
+key ARN form, use cases); every problem is printed and nothing starts (exit 2). Workspace state, the
+key and its policy are checked by Validate itself.
+
+Other flags:
+  --name NAME                           execution name (default: cmkrotate-[plan-]<UTC time>-<input hash>)
+  --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN
+`
+
+const startHelp = `Usage: cmkrotate start --workspace ID [--workspace ID ...] --key-arn ARN [flags]
+       cmkrotate start --input FILE [flags]
+
+Starts a rotation and prints its execution ARN and console URL. With --watch, follows it until it
+ends and exits 1 if it did not succeed.
+
+` + requestFlagsHelp + `  --watch                               follow the execution until it ends
+`
+
+const planHelp = `Usage: cmkrotate plan --workspace ID [--workspace ID ...] --key-arn ARN [flags]
+       cmkrotate plan --input FILE [flags]
+
+Starts a dry run (dry_run: true: validation and inventory only, nothing is stopped or changed),
+follows it, and prints per workspace what a rotation would stop and whether it would come back.
+Exits 1 if the dry run failed or could not plan a workspace.
+
+` + requestFlagsHelp
+
+const statusHelp = `Usage: cmkrotate status EXECUTION [--state-machine ARN]
+
+Prints one snapshot of an execution: status, elapsed time, the current state of each workspace and
+its phase (validating, registering key, planning, stopping compute, updating workspace, verifying,
+quiet window, restarting, restarting after failure, reporting), a retry in progress, what is
+stopped, and once it has ended the outcome per workspace or the error and cause. Exits 1 if the
+execution ended without succeeding (or a workspace ended FAILED or ROTATED_COMPUTE_DOWN).
+
+EXECUTION is an execution ARN, or an execution name with --state-machine.
+
+Flags:
+  --state-machine ARN   resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+`
+
+const watchHelp = `Usage: cmkrotate watch EXECUTION [--state-machine ARN]
+
+Follows an execution until it ends, polling every 1 to 5 seconds, and shows what status shows. On a
+terminal the display is redrawn in place; otherwise one line is printed per change (for CI logs).
+Exits 0 if the execution succeeded and 1 otherwise. Interrupting the watch does not stop the execution.
+
+EXECUTION is an execution ARN, or an execution name with --state-machine.
+
+Flags:
+  --state-machine ARN   resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+`
+
+const listHelp = `Usage: cmkrotate list [--max N] [--status STATUS] [--state-machine ARN]
+
+Lists recent executions, newest first: name, status, start, duration, workspaces and outcome.
+
+Flags:
+  --max N               how many executions (default 20, at most 1000)
+  --status STATUS       only RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE
+  --state-machine ARN   default: $ROTATOR_STATE_MACHINE_ARN
+`

@@ -1,0 +1,98 @@
+package operator
+
+// Phases name what an operator cares about while a rotation runs: above all, whether compute is down.
+const (
+	phaseValidating  = "validating"
+	phaseRegistering = "registering key"
+	phasePlanning    = "planning"
+	phaseStopping    = "stopping compute"
+	phaseUpdating    = "updating workspace"
+	phaseVerifying   = "verifying"
+	phaseQuietWindow = "quiet window"
+	phaseRestarting  = "restarting"
+	phaseRestoring   = "restarting after failure"
+	phaseReporting   = "reporting"
+)
+
+// phases maps every state of statemachine/rotation.asl.json to its phase; a test holds the two
+// together, so a state added to the definition without a phase fails the build.
+var phases = map[string]string{
+	"LockWorkspaces": phaseValidating,
+	"Validate":       phaseValidating,
+	"DryRun?":        phaseValidating,
+
+	"PlanWorkspaces":    phasePlanning,
+	"PlanAlreadyOnKey?": phasePlanning,
+	"PlanInventory":     phasePlanning,
+	"BuildPlanReport":   phaseReporting,
+	"PublishPlan":       phaseReporting,
+	"Planned":           phaseReporting,
+	"PlanFailed":        phaseReporting,
+	"PlanDone":          phaseReporting,
+
+	"RegisterKeyConfig": phaseRegistering,
+
+	"RotateWorkspaces": phaseStopping,
+	"AlreadyOnKey?":    phaseStopping,
+	"Unchanged":        phaseReporting,
+	"TakeInventory":    phaseStopping,
+	"StopCompute":      phaseStopping,
+	"StopMore?":        phaseStopping,
+	"WaitForStop":      phaseStopping,
+	"CheckStopped":     phaseStopping,
+	"AllStopped?":      phaseStopping,
+	"WaitForStopAgain": phaseStopping,
+
+	"PatchWorkspace": phaseUpdating,
+
+	"WaitForWorkspace":      phaseVerifying,
+	"CheckWorkspace":        phaseVerifying,
+	"OnNewKey?":             phaseVerifying,
+	"WaitForWorkspaceAgain": phaseVerifying,
+	"QuietWindow?":          phaseVerifying,
+
+	"QuietWindow": phaseQuietWindow,
+
+	"RestartCompute":      phaseRestarting,
+	"RestartMore?":        phaseRestarting,
+	"WaitForRestart":      phaseRestarting,
+	"CheckRunning":        phaseRestarting,
+	"AllRunning?":         phaseRestarting,
+	"WaitForRestartAgain": phaseRestarting,
+
+	"Compensate":               phaseRestoring,
+	"CompensateMore?":          phaseRestoring,
+	"WaitForCompensation":      phaseRestoring,
+	"CheckCompensation":        phaseRestoring,
+	"Compensated?":             phaseRestoring,
+	"WaitForCompensationAgain": phaseRestoring,
+
+	"BuildSuccessReport":         phaseReporting,
+	"PublishSuccess":             phaseReporting,
+	"AllBack?":                   phaseReporting,
+	"Rotated":                    phaseReporting,
+	"RotatedComputeDown":         phaseReporting,
+	"BuildFailureReport":         phaseReporting,
+	"PublishFailure":             phaseReporting,
+	"PublishRawFailure":          phaseReporting,
+	"Failed":                     phaseReporting,
+	"CollectOutcomes":            phaseReporting,
+	"Summarize":                  phaseReporting,
+	"AnyRotated?":                phaseReporting,
+	"ScheduleRetirementReminder": phaseReporting,
+	"AnyFailed?":                 phaseReporting,
+	"Done":                       phaseReporting,
+	"RotationFailed":             phaseReporting,
+	"BuildRejectionReport":       phaseReporting,
+	"PublishRejection":           phaseReporting,
+	"Rejected":                   phaseReporting,
+	"ReleaseLocks":               phaseReporting,
+	"ReleaseLocksAfterPlan":      phaseReporting,
+	"ReleaseLocksAfterError":     phaseReporting,
+	"ReleaseLocksAfterRejection": phaseReporting,
+	"MapFailed":                  phaseReporting,
+	"ComputeNotRestored":         phaseReporting,
+}
+
+// phaseOf is the phase of a state; a state the table does not know shows without one.
+func phaseOf(state string) string { return phases[state] }

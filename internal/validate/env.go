@@ -1,0 +1,46 @@
+package validate
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+// Environment read by the Validate function, besides the DATABRICKS_* ones.
+const (
+	EnvQuietWindowSeconds      = "STORAGE_QUIET_WINDOW_SECONDS"
+	EnvMaxConcurrentWorkspaces = "MAX_CONCURRENT_WORKSPACES"
+	EnvAllowMissingCondition   = "ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION"
+)
+
+// FromEnv builds the Validate task from the environment.
+func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
+	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	account, err := factory.Account()
+	if err != nil {
+		return nil, err
+	}
+	s := wire.NewSettings(lookup)
+	settings := Settings{
+		DatabricksAccountID:          factory.AccountID(),
+		AllowMissingAccountCondition: s.Bool(EnvAllowMissingCondition, false),
+		QuietWindowSeconds:           s.Int(EnvQuietWindowSeconds, 1200),
+		MaxConcurrency:               s.Int(EnvMaxConcurrentWorkspaces, 5),
+	}
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	// KMS answers only for keys of its own region: describe each key through a client of its region.
+	checker := kmscheck.Checker{ClientFor: func(region string) kmscheck.API {
+		return kms.NewFromConfig(awsCfg, func(o *kms.Options) { o.Region = region })
+	}}
+	return &Task{Keys: checker, Account: account, Settings: settings}, nil
+}

@@ -1,0 +1,39 @@
+package wsupdate
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+// Environment read by PatchWorkspace and WorkspaceStatus, besides the DATABRICKS_* ones.
+const (
+	EnvManagedServicesBudget = "WORKSPACE_UPDATE_BUDGET"
+	EnvStorageBudget         = "STORAGE_UPDATE_BUDGET"
+	EnvSettle                = "WORKSPACE_SETTLE"
+)
+
+// FromEnv builds the PatchWorkspace and WorkspaceStatus tasks.
+func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Tasks, error) {
+	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	account, err := factory.Account()
+	if err != nil {
+		return nil, err
+	}
+	s := wire.NewSettings(lookup)
+	settings := Settings{
+		ManagedServicesBudget: s.Duration(EnvManagedServicesBudget, DefaultSettings.ManagedServicesBudget),
+		StorageBudget:         s.Duration(EnvStorageBudget, DefaultSettings.StorageBudget),
+		Settle:                s.Duration(EnvSettle, DefaultSettings.Settle),
+	}
+	if err := s.Err(); err != nil {
+		return nil, err
+	}
+	return &Tasks{Account: account, Settings: settings}, nil
+}
