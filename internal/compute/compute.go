@@ -214,17 +214,17 @@ func (t *Tasks) loadInventory(ctx context.Context, run rotation.WorkspaceRun, ta
 // action is one API call of a stop or a restart.
 type action func(ctx context.Context) error
 
-// errOutOfTime marks an action that was not started because the invocation ran out of time.
-var errOutOfTime = errors.New("not started: out of time for this invocation")
-
-// workUntil returns when this invocation must stop starting new calls.
+// workUntil returns when this invocation must stop starting new calls: 30 seconds before the
+// Lambda deadline, or a fifth of the remaining time when the function is short-lived, so that calls
+// in flight can finish and the continuation can be returned.
 func (t *Tasks) workUntil(ctx context.Context) time.Time {
-	until := time.Now().Add(14 * time.Minute)
+	now := time.Now()
+	until := now.Add(14 * time.Minute)
 	if d, ok := ctx.Deadline(); ok {
-		until = d.Add(-30 * time.Second)
+		until = d.Add(-min(30*time.Second, d.Sub(now)/5))
 	}
 	if t.Settings.TaskTime > 0 {
-		if capped := time.Now().Add(t.Settings.TaskTime); capped.Before(until) {
+		if capped := now.Add(t.Settings.TaskTime); capped.Before(until) {
 			until = capped
 		}
 	}
@@ -245,15 +245,16 @@ func (t *Tasks) runPhases(ctx context.Context, phases [][]action, cursor int) (i
 		}
 		from := max(0, cursor-offset)
 		errs := parallel.Each(ctx, t.Settings.Workers, phase[from:], func(ctx context.Context, a action) error {
-			if time.Now().After(until) {
-				return errOutOfTime
-			}
 			return a(ctx)
+		}, func(i int) bool {
+			// Every invocation makes progress: the first action always runs, so a continuation
+			// can never loop without advancing its cursor.
+			return offset+from+i == cursor || time.Now().Before(until)
 		})
 		var failures []error
 		for i, err := range errs {
 			switch {
-			case errors.Is(err, errOutOfTime):
+			case errors.Is(err, parallel.ErrNotStarted):
 				if len(failures) > 0 {
 					return 0, false, errors.Join(failures...)
 				}

@@ -197,8 +197,10 @@ func (f *Factory) config(host, workspaceID string) *config.Config {
 		AccountID:          f.settings.AccountID,
 		WorkspaceID:        workspaceID,
 		RateLimitPerSecond: f.settings.RateLimitPerSecond,
-		// Step Functions owns waiting and retrying; the SDK only absorbs short bursts of 429/503.
-		RetryTimeoutSeconds: 60,
+		// Step Functions owns waiting and retrying; the SDK only absorbs short bursts of 429/503. The
+		// budget stays well inside the shortest task timeout (60 s), so that an outage surfaces as
+		// DatabricksUnavailable (retried with backoff) rather than as a Lambda timeout.
+		RetryTimeoutSeconds: 20,
 		HTTPTimeoutSeconds:  30,
 		// Settings are resolved once, above; neither DATABRICKS_* variables nor a ~/.databrickscfg on a
 		// developer machine may add a second credential or change the host behind our back.

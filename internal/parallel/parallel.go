@@ -5,12 +5,17 @@ package parallel
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
+// ErrNotStarted is the error of an item that start refused (the caller ran out of time).
+var ErrNotStarted = errors.New("not started")
+
 // Each calls fn for every item with at most workers calls in flight and returns the errors by
-// item index (nil where the call succeeded). It stops starting new calls when ctx is done.
-func Each[T any](ctx context.Context, workers int, items []T, fn func(context.Context, T) error) []error {
+// item index (nil where the call succeeded). It stops starting new calls when ctx is done, and,
+// when start is given, from the first index start refuses (those items get ErrNotStarted).
+func Each[T any](ctx context.Context, workers int, items []T, fn func(context.Context, T) error, start ...func(index int) bool) []error {
 	errs := make([]error, len(items))
 	if workers < 1 {
 		workers = 1
@@ -26,9 +31,15 @@ func Each[T any](ctx context.Context, workers int, items []T, fn func(context.Co
 			}
 		}()
 	}
+	refused := false
 	for i := range items {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			errs[i] = ctx.Err()
+			continue
+		case refused || (len(start) > 0 && !start[0](i)):
+			refused = true
+			errs[i] = ErrNotStarted
 			continue
 		}
 		next <- i

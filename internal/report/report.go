@@ -7,6 +7,7 @@ package report
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
@@ -19,7 +20,15 @@ const (
 	KindFailed    = "failed"
 	KindPlan      = "plan"
 	KindRejected  = "rejected"
+	// KindSummary turns the Map's results into the execution's failure cause.
+	KindSummary = "summary"
 )
+
+// maxCause keeps a failure cause under Step Functions' 32,768-character limit for Fail causes.
+const maxCause = 30000
+
+// summaryNames is how many still-down resources a summary names; the count is always exact.
+const summaryNames = 10
 
 // Input is what the BuildReport task receives.
 type Input struct {
@@ -30,6 +39,8 @@ type Input struct {
 	Error   *rotation.StepError `json:"error,omitempty"`
 	// For a plan: whether a key configuration would be created.
 	ExistingKeyConfigID string `json:"existing_key_config_id,omitempty"`
+	// For a summary: the Map's results.
+	Results []json.RawMessage `json:"results,omitempty"`
 }
 
 // Detail is the event detail; fields are omitted where they do not apply.
@@ -46,6 +57,7 @@ type Detail struct {
 	Execution            string                 `json:"execution,omitempty"`
 	Phase                string                 `json:"phase,omitempty"`
 	Error                *ErrorDetail           `json:"error,omitempty"`
+	CompensationError    *ErrorDetail           `json:"compensation_error,omitempty"`
 	ComputeStopped       bool                   `json:"compute_stopped"`
 	Stopped              *rotation.Counts       `json:"stopped,omitempty"`
 	Restarted            *rotation.Counts       `json:"restarted,omitempty"`
@@ -72,8 +84,67 @@ type ErrorDetail struct {
 type Task struct{}
 
 // Handle builds the report for the input.
-func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
+func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
+	r, err := t.build(in)
+	if err != nil || r.Detail == nil {
+		return r, err
+	}
+	d := r.Detail.(Detail)
+	r.Summary = &rotation.Summary{WorkspaceID: d.WorkspaceID, Outcome: d.Outcome, Message: d.Message,
+		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown}
+	if d.Error != nil {
+		r.Summary.Error = d.Error.Type + ": " + d.Error.Message
+	}
+	for i, ref := range d.StillDown {
+		if i == summaryNames {
+			break
+		}
+		r.Summary.StillDown = append(r.Summary.StillDown, fmt.Sprintf("%s %s (%s): %s", ref.Kind, ref.ID, ref.Name, ref.Reason))
+	}
+	return r, nil
+}
+
+// summarise writes the execution's failure cause from the workspaces' results.
+func summarise(results []json.RawMessage) rotation.Report {
+	var b strings.Builder
+	for _, raw := range results {
+		var res struct {
+			WorkspaceID string            `json:"workspace_id"`
+			Outcome     string            `json:"outcome"`
+			Summary     *rotation.Summary `json:"summary"`
+		}
+		_ = json.Unmarshal(raw, &res)
+		line := fmt.Sprintf("workspace %s: %s", res.WorkspaceID, res.Outcome)
+		if s := res.Summary; s != nil {
+			line += ". " + s.Message
+			if s.Error != "" {
+				line += " Error: " + s.Error + "."
+			}
+			if s.StillDownCount > 0 {
+				line += fmt.Sprintf(" Still down (%d): %s.", s.StillDownCount, strings.Join(s.StillDown, "; "))
+			}
+			if s.StillDownUnknown {
+				line += " Whether its compute is running is unknown: check the inventory."
+			}
+		} else if res.Outcome == rotation.OutcomeFailed {
+			line += ". Its report could not be built or published: check its compute."
+		}
+		if b.Len()+len(line)+1 > maxCause {
+			b.WriteString("\n(more workspaces: see the Rotation Failed and Rotation Succeeded events)")
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(line)
+	}
+	return rotation.Report{Cause: b.String()}
+}
+
+func (Task) build(in Input) (rotation.Report, error) {
 	switch in.Kind {
+	case KindSummary:
+		return summarise(in.Results), nil
 	case KindRejected:
 		d := Detail{Outcome: "REJECTED", Error: errorDetail(in.Error), Request: in.Request}
 		d.Message = "Rotation refused before anything was changed: " + d.Error.Message
@@ -141,6 +212,9 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 	// Failed: say where, what is still down, and carry the whole inventory so nothing is lost.
 	d.Outcome = rotation.OutcomeFailed
 	d.Error = errorDetail(run.Error)
+	if run.CompensationError != nil {
+		d.CompensationError = errorDetail(run.CompensationError)
+	}
 	d.Inventory = run.Inventory
 	d.Phase = phase(run)
 	switch {
@@ -149,6 +223,9 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 	case run.RestartStatus == nil:
 		d.StillDownUnknown = run.Stop != nil
 		d.Message = "The rotation failed and restoring compute could not be confirmed: treat everything in inventory as possibly stopped."
+		if run.CompensationError != nil {
+			d.Message = "The rotation failed, and so did restarting the compute it had stopped (see compensation_error): everything in inventory may still be stopped. Start it by hand, or run the rotation again once Databricks answers."
+		}
 		if run.Stop == nil {
 			d.Message = "The rotation failed before compute was stopped; the workspace is unchanged."
 		}
@@ -157,7 +234,9 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 	default:
 		d.Message = "The rotation failed; everything that was stopped is running again."
 	}
-	if run.WorkspaceStat != nil && run.WorkspaceStat.Done {
+	if d.Phase == "confirm-key" {
+		d.Message += " The workspace showed the new key configuration, then Databricks reverted it: it is on its previous key configuration."
+	} else if run.WorkspaceStat != nil && run.WorkspaceStat.Done {
 		d.Message += " The workspace did move to the new key configuration."
 	} else if run.Patch != nil {
 		d.Message += " The workspace is not confirmed on the new key configuration; check managed_services_customer_managed_key_id."
@@ -169,6 +248,8 @@ func (Task) Handle(_ context.Context, in Input) (rotation.Report, error) {
 // restart fields, so it does not move the phase.
 func phase(run *rotation.WorkspaceRun) string {
 	switch {
+	case run.RestartStatus != nil && run.RestartStatus.Done && run.WorkspaceStat != nil && run.WorkspaceStat.Done && run.Error != nil && run.Error.Error == "WorkspaceReverted":
+		return "confirm-key"
 	case run.WorkspaceStat != nil && run.WorkspaceStat.Done:
 		return "restart-compute"
 	case run.Patch != nil:

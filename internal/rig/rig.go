@@ -81,7 +81,8 @@ type Options struct {
 	FunctionTimeoutSeconds int
 	// Instances is the number of execution environments per function (default 2).
 	Instances int
-	// WaitMS replaces every Wait of the definitions (default 20 ms); RetryMS every Retry interval (default 0).
+	// WaitMS replaces every Wait of the definitions (default 20 ms; negative: none is replaced, the
+	// definitions' own durations apply); RetryMS every Retry interval (default 0).
 	WaitMS  int
 	RetryMS int
 	// KMSProxy puts a fault-injecting proxy in front of KMS (Rig.KMSProxy), for scenarios that throttle it.
@@ -246,7 +247,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		runner, err := sandbox.NewEngineRunner(sandbox.EngineConfig{
 			Node: tools.Node, Script: tools.Engine, Definition: string(definition), Substitutions: subs,
 			Lambdas: lambdas, AWSEndpoint: r.AWS.URL(),
-			WaitOverridesMS: map[string]int{"*": opts.WaitMS}, RetryOverridesMS: map[string]int{"*": opts.RetryMS},
+			WaitOverridesMS: waitOverrides(opts.WaitMS), RetryOverridesMS: map[string]int{"*": opts.RetryMS},
 			Logger: opts.Logger,
 		})
 		if err != nil {
@@ -258,6 +259,13 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	return r, nil
 }
 
+func waitOverrides(ms int) map[string]int {
+	if ms < 0 {
+		return nil
+	}
+	return map[string]int{"*": ms}
+}
+
 func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 	env := map[string]string{
 		"AWS_ENDPOINT_URL_KMS": r.KMSEndpoint, "AWS_ENDPOINT_URL_SECRETS_MANAGER": r.AWS.URL(),
@@ -265,7 +273,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		"AWS_ENDPOINT_URL_S3": r.AWS.URL(), "INVENTORY_BUCKET": InventoryBucket,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
-		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s", "WORKSPACE_SETTLE": "500ms",
+		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
 		"DATABRICKS_RATE_LIMIT": "100",
 	}
 	if r.Fake != nil {

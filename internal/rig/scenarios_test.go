@@ -335,24 +335,40 @@ func TestAKeyPolicyWithoutTheDatabricksGrantIsRefused(t *testing.T) {
 }
 
 func TestASilentRevertEndsWithComputeRestoredAndAFailureEvent(t *testing.T) {
-	s := start(t, func(o *rig.Options) { o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s"} })
-	s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, dbfake.PatchBehaviour{SilentRevert: true})
-	s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
-	exec := s.onlyRotation()
-	assert.Equal(t, awsfake.StatusFailed, exec.Status)
-	assert.Equal(t, "RotationFailed", exec.Error)
+	for _, tc := range []struct {
+		name, settle, caughtIn string
+	}{
+		// Default: the new id shows, compute comes back, and the look after the restart sees the revert.
+		{"caught when confirming the key after the restart", "", "ConfirmKey"},
+		// With a settle window the revert is seen before the restart, and compensation brings compute back.
+		{"caught within a settle window, before the restart", "2s", "Compensate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := start(t, func(o *rig.Options) {
+				o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s"}
+				if tc.settle != "" {
+					o.FunctionEnv["WORKSPACE_SETTLE"] = tc.settle
+				}
+			})
+			s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, dbfake.PatchBehaviour{SilentRevert: true})
+			s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
+			exec := s.onlyRotation()
+			assert.Equal(t, awsfake.StatusFailed, exec.Status)
+			assert.Equal(t, "RotationFailed", exec.Error)
 
-	failed := s.events("Rotation Failed")
-	require.Len(t, failed, 1)
-	errDetail, _ := failed[0]["error"].(map[string]any)
-	assert.Equal(t, "WorkspaceReverted", errDetail["type"])
-	assert.NotNil(t, failed[0]["inventory"], "the failure event carries the whole inventory")
-	assert.Empty(t, failed[0]["still_down"])
-	assert.Contains(t, failed[0]["message"], "everything that was stopped is running again")
-	assert.Equal(t, rig.OldKeyConfigID, s.rig.Fake.Workspace(rig.AnalyticsWorkspace).ManagedServicesCustomerManagedKeyId)
-	assert.Contains(t, s.statesVisited(exec.ExecutionArn), "Compensate")
-	s.assertAnalyticsComputeRestored()
-	assert.Empty(t, s.events("Previous Key Retirable"), "nothing rotated, so no key to retire")
+			failed := s.events("Rotation Failed")
+			require.Len(t, failed, 1)
+			errDetail, _ := failed[0]["error"].(map[string]any)
+			assert.Equal(t, "WorkspaceReverted", errDetail["type"])
+			assert.NotNil(t, failed[0]["inventory"], "the failure event carries the whole inventory")
+			assert.Empty(t, failed[0]["still_down"])
+			assert.Contains(t, failed[0]["message"], "everything that was stopped is running again")
+			assert.Equal(t, rig.OldKeyConfigID, s.rig.Fake.Workspace(rig.AnalyticsWorkspace).ManagedServicesCustomerManagedKeyId)
+			assert.Contains(t, s.statesVisited(exec.ExecutionArn), tc.caughtIn)
+			s.assertAnalyticsComputeRestored()
+			assert.Empty(t, s.events("Previous Key Retirable"), "nothing rotated, so no key to retire")
+		})
+	}
 }
 
 func TestAKeyMaterialRotationStartsNothingAndIsAudited(t *testing.T) {

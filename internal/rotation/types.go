@@ -87,6 +87,8 @@ type WorkspaceRun struct {
 	WorkspaceStat *WorkspaceStat `json:"workspace_status,omitempty"`
 	Restart       *RestartResult `json:"restart,omitempty"`
 	RestartStatus *ComputeStatus `json:"restart_status,omitempty"`
+	// KeyConfirmation is the last look at the workspace's key ids, after compute is back.
+	KeyConfirmation *WorkspaceStat `json:"key_confirmation,omitempty"`
 	// Error is where Catch puts {Error, Cause} when a step fails.
 	Error *StepError `json:"error,omitempty"`
 	// CompensationError is where Catch puts a failure of the compensation path itself, so that the
@@ -272,11 +274,27 @@ const MaxListed = 50
 // the 256 KiB payload limit and fail the very execution that has to report it; StillDownCount is exact.
 const MaxFailuresListed = 200
 
-// Report is the output of the BuildReport task: the detail of the event the state machine publishes.
+// Report is the output of the BuildReport task: the detail of the event the state machine publishes,
+// and a compact summary that the workspace's Map result carries, so that the execution's own
+// failure cause still names what is down when the event cannot be published.
 type Report struct {
-	DetailType string `json:"detail_type"`
-	Outcome    string `json:"outcome"`
-	Detail     any    `json:"detail"`
+	DetailType string   `json:"detail_type,omitempty"`
+	Outcome    string   `json:"outcome,omitempty"`
+	Detail     any      `json:"detail,omitempty"`
+	Summary    *Summary `json:"summary,omitempty"`
+	// Cause is set by the "summary" kind: the text of the execution's failure cause.
+	Cause string `json:"cause,omitempty"`
+}
+
+// Summary is one workspace's outcome in a few hundred bytes.
+type Summary struct {
+	WorkspaceID      string   `json:"workspace_id"`
+	Outcome          string   `json:"outcome"`
+	Message          string   `json:"message"`
+	Error            string   `json:"error,omitempty"`
+	StillDown        []string `json:"still_down,omitempty"`
+	StillDownCount   int      `json:"still_down_count"`
+	StillDownUnknown bool     `json:"still_down_unknown"`
 }
 
 // Outcomes of one workspace iteration.

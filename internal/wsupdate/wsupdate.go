@@ -34,13 +34,14 @@ type Settings struct {
 	// StorageBudget applies when a storage key is added: the workspace may go PROVISIONING for up to
 	// 20 minutes on a Databricks-managed VPC.
 	StorageBudget time.Duration
-	// Settle is how long the new ids must hold before the update counts as done: a revert can follow
-	// a first sighting, and restarting compute on a workspace that then reverts costs a second outage.
+	// Settle is how long the new ids must hold before the update counts as done. Zero by default: the
+	// state machine looks again after compute is back (ConfirmKey), which catches a late revert
+	// without keeping compute down; a settle window trades downtime for catching it before the restart.
 	Settle time.Duration
 }
 
 // DefaultSettings are the budgets used in AWS unless configured otherwise.
-var DefaultSettings = Settings{ManagedServicesBudget: 15 * time.Minute, StorageBudget: 45 * time.Minute, Settle: 30 * time.Second}
+var DefaultSettings = Settings{ManagedServicesBudget: 15 * time.Minute, StorageBudget: 45 * time.Minute, Settle: 0}
 
 // Tasks holds the patch and check tasks.
 type Tasks struct {
