@@ -204,11 +204,18 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 	return t.Store.Save(ctx, run.Execution, inv)
 }
 
-func (t *Tasks) loadInventory(ctx context.Context, run rotation.WorkspaceRun, task string) (rotation.Inventory, error) {
+// open loads the run's whole inventory (from S3 when it is a reference) and the workspace's clients:
+// what every task after TakeInventory starts with.
+func (t *Tasks) open(ctx context.Context, run rotation.WorkspaceRun, task string) (rotation.Inventory, *dbclient.Workspace, error) {
 	if run.Inventory == nil {
-		return rotation.Inventory{}, taskerr.Errorf[taskerr.InvalidInput]("%s needs $.inventory; run TakeInventory first", task)
+		return rotation.Inventory{}, nil, taskerr.Errorf[taskerr.InvalidInput]("%s needs $.inventory; run TakeInventory first", task)
 	}
-	return t.Store.Load(ctx, *run.Inventory)
+	inv, err := t.Store.Load(ctx, *run.Inventory)
+	if err != nil {
+		return rotation.Inventory{}, nil, err
+	}
+	w, err := t.Clients.Workspace(run.Workspace)
+	return inv, w, err
 }
 
 // action is one API call of a stop or a restart.
@@ -275,11 +282,7 @@ func (t *Tasks) runPhases(ctx context.Context, phases [][]action, cursor int) (i
 // stopping or stopped, so a retry converges. The stop time and deadline of the first attempt are
 // kept; a continuation resumes where the previous invocation ran out of time.
 func (t *Tasks) Stop(ctx context.Context, run rotation.WorkspaceRun) (rotation.StopResult, error) {
-	inv, err := t.loadInventory(ctx, run, "StopCompute")
-	if err != nil {
-		return rotation.StopResult{}, err
-	}
-	w, err := t.Clients.Workspace(run.Workspace)
+	inv, w, err := t.open(ctx, run, "StopCompute")
 	if err != nil {
 		return rotation.StopResult{}, err
 	}
@@ -372,11 +375,7 @@ func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	if run.Stop == nil {
 		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the stop check needs $.stop")
 	}
-	inv, err := t.loadInventory(ctx, run, "the stop check")
-	if err != nil {
-		return rotation.ComputeStatus{}, err
-	}
-	w, err := t.Clients.Workspace(run.Workspace)
+	inv, w, err := t.open(ctx, run, "the stop check")
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
@@ -460,11 +459,7 @@ func inventoryIDs(inv rotation.Inventory) map[string]bool {
 // calls) and acts only where needed, so a retry, a continuation, or the compensation path after a
 // partial stop converges without starting anything twice.
 func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotation.RestartResult, error) {
-	inv, err := t.loadInventory(ctx, run, "RestartCompute")
-	if err != nil {
-		return rotation.RestartResult{}, err
-	}
-	w, err := t.Clients.Workspace(run.Workspace)
+	inv, w, err := t.open(ctx, run, "RestartCompute")
 	if err != nil {
 		return rotation.RestartResult{}, err
 	}
@@ -610,11 +605,7 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	if run.Restart == nil {
 		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the restart check needs $.restart")
 	}
-	inv, err := t.loadInventory(ctx, run, "the restart check")
-	if err != nil {
-		return rotation.ComputeStatus{}, err
-	}
-	w, err := t.Clients.Workspace(run.Workspace)
+	inv, w, err := t.open(ctx, run, "the restart check")
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}

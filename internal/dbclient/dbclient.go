@@ -301,3 +301,14 @@ func FromEnv(ctx context.Context, lookup func(string) (string, bool), awsCfg aws
 	}
 	return NewFactory(settings), nil
 }
+
+// AccountFromEnv builds the account-level APIs from the environment, for the tasks that use only
+// those; it also returns the account id.
+func AccountFromEnv(ctx context.Context, lookup func(string) (string, bool), awsCfg aws.Config) (*Account, string, error) {
+	factory, err := FromEnv(ctx, lookup, awsCfg)
+	if err != nil {
+		return nil, "", err
+	}
+	account, err := factory.Account()
+	return account, factory.AccountID(), err
+}

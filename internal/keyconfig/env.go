@@ -11,11 +11,7 @@ import (
 
 // FromEnv builds the RegisterKeyConfig task from the environment.
 func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
-	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
-	if err != nil {
-		return nil, err
-	}
-	account, err := factory.Account()
+	account, _, err := dbclient.AccountFromEnv(ctx, lookup, awsCfg)
 	if err != nil {
 		return nil, err
 	}

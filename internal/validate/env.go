@@ -20,17 +20,13 @@ const (
 
 // FromEnv builds the Validate task from the environment.
 func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
-	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
-	if err != nil {
-		return nil, err
-	}
-	account, err := factory.Account()
+	account, accountID, err := dbclient.AccountFromEnv(ctx, lookup, awsCfg)
 	if err != nil {
 		return nil, err
 	}
 	s := wire.NewSettings(lookup)
 	settings := Settings{
-		DatabricksAccountID:          factory.AccountID(),
+		DatabricksAccountID:          accountID,
 		AllowMissingAccountCondition: s.Bool(EnvAllowMissingCondition, false),
 		QuietWindowSeconds:           s.Int(EnvQuietWindowSeconds, 1200),
 		MaxConcurrency:               s.Int(EnvMaxConcurrentWorkspaces, 5),

@@ -18,11 +18,7 @@ const (
 
 // FromEnv builds the PatchWorkspace and WorkspaceStatus tasks.
 func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Tasks, error) {
-	factory, err := dbclient.FromEnv(ctx, lookup, awsCfg)
-	if err != nil {
-		return nil, err
-	}
-	account, err := factory.Account()
+	account, _, err := dbclient.AccountFromEnv(ctx, lookup, awsCfg)
 	if err != nil {
 		return nil, err
 	}
