@@ -14,6 +14,7 @@ LOCAL_ARCH  := $(shell $(GO) env GOARCH)
 FUNCTIONS := \
 	TriggerFunction:trigger \
 	KeyGuardFunction:key-guard \
+	RescueFunction:rescue \
 	LockWorkspacesFunction:lock-workspaces \
 	UnlockWorkspacesFunction:unlock-workspaces \
 	ValidateFunction:validate \

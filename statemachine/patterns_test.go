@@ -263,3 +263,95 @@ func TestOperatorsHearAboutFailuresRiskAndRetirementButNotRoutineEvents(t *testi
 		assert.Empty(t, matches(t, buses[bus], encode(t, spoof)), "another source's Rotation Failed")
 	})
 }
+
+const rescueRule = "RescueFunction.RotationEndedBadly"
+
+// rescueRoutes is where every file in events/stepfunctions/ goes on the default bus with the default
+// parameters: the rotation's executions that ended FAILED, TIMED_OUT or ABORTED reach the rescue, and
+// nothing else does.
+var rescueRoutes = map[string][]string{
+	"rotation-execution-aborted.json":              {rescueRule},
+	"rotation-execution-timed-out.json":            {rescueRule},
+	"rotation-execution-failed-runtime-error.json": {rescueRule},
+	"rotation-execution-failed-data-limit.json":    {rescueRule},
+	"rotation-execution-succeeded.json":            nil,
+}
+
+func readStatusChange(t *testing.T, name string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "events", "stepfunctions", name))
+	require.NoError(t, err)
+	var ev map[string]any
+	require.NoError(t, json.Unmarshal(raw, &ev), "%s", name)
+	return ev
+}
+
+func TestEveryStepFunctionsEventFixtureHasAnExpectedRoute(t *testing.T) {
+	files, err := filepath.Glob("../events/stepfunctions/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var names []string
+	for _, f := range files {
+		names = append(names, filepath.Base(f))
+		assert.Contains(t, rescueRoutes, filepath.Base(f), "events/stepfunctions/%s has no row in rescueRoutes: decide which rule must match it", filepath.Base(f))
+	}
+	for name := range rescueRoutes {
+		assert.Contains(t, names, name, "rescueRoutes names %s, which events/stepfunctions/ does not have", name)
+	}
+}
+
+func TestTheRescueHearsTheRotationsExecutionsThatEndedBadlyAndNothingElse(t *testing.T) {
+	tpl := loadTemplate(t)
+	d := deploy(t, tpl, nil)
+	buses := busMatchers(t, tpl, d)
+	for name, want := range rescueRoutes {
+		t.Run(name, func(t *testing.T) {
+			ev := readStatusChange(t, name)
+			detail, _ := ev["detail"].(map[string]any)
+			require.Equal(t, d.ref("RotationStateMachine"), detail["stateMachineArn"], "the fixtures are executions of this deployment's rotation state machine")
+			assert.Equal(t, want, matches(t, buses["default"], encode(t, ev)))
+		})
+	}
+
+	changed := func(change func(ev, detail map[string]any)) []byte {
+		ev := readStatusChange(t, "rotation-execution-aborted.json")
+		detail, _ := ev["detail"].(map[string]any)
+		change(ev, detail)
+		return encode(t, ev)
+	}
+	reminderExecution := func(detail map[string]any) {
+		detail["stateMachineArn"] = d.ref("RetirementReminderStateMachine")
+		detail["executionArn"] = d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RetirementReminderStateMachine", "Name"))+":retire-1")
+	}
+	for _, s := range []struct {
+		name  string
+		event []byte
+	}{
+		{"a rotation that started (RUNNING)", changed(func(_, d map[string]any) { d["status"] = "RUNNING" })},
+		{"a rotation waiting to be redriven", changed(func(_, d map[string]any) { d["status"] = "PENDING_REDRIVE" })},
+		{"the retirement reminder's failed execution", changed(func(_, d map[string]any) { reminderExecution(d) })},
+		{"another stack's rotation state machine", changed(func(_, d map[string]any) {
+			d["stateMachineArn"] = "arn:aws:states:us-west-2:111122223333:stateMachine:staging-RotationStateMachine-9Z8Y7X6W5V4U"
+		})},
+		{"the StopExecution API call itself (CloudTrail)", changed(func(ev, d map[string]any) {
+			ev["detail-type"] = "AWS API Call via CloudTrail"
+			d["eventSource"], d["eventName"] = "states.amazonaws.com", "StopExecution"
+		})},
+		{"another service's FAILED status change", changed(func(ev, _ map[string]any) { ev["source"] = "aws.batch" })},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			assert.Empty(t, matches(t, buses["default"], s.event))
+		})
+	}
+
+	eachDeployment(t, tpl, func(t *testing.T, d *deployment) {
+		buses := busMatchers(t, tpl, d)
+		for _, status := range []string{"FAILED", "TIMED_OUT", "ABORTED"} {
+			ev := readStatusChange(t, "rotation-execution-aborted.json")
+			detail, _ := ev["detail"].(map[string]any)
+			detail["status"] = status
+			detail["stateMachineArn"] = d.ref("RotationStateMachine")
+			assert.Equal(t, []string{rescueRule}, matches(t, buses["default"], encode(t, ev)), "%s in this deployment's partition", status)
+		}
+	})
+}

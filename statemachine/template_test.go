@@ -624,11 +624,14 @@ func TestSecretStateMachineBusAndTableActionsAreScopedToTheirOneResource(t *test
 	eachDeployment(t, tpl, func(t *testing.T, d *deployment) {
 		_, busARN := expectedBus(d)
 		reminder := fmt.Sprint(d.ref("RetirementReminderStateMachine"))
+		reminderExecutions := d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RetirementReminderStateMachine", "Name"))+":*")
+		rotationExecutions := d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RotationStateMachine", "Name"))+":*")
 		allowed := map[string][]string{
 			"secretsmanager:GetSecretValue": {d.params["DatabricksSecretArn"]},
 			"states:StartExecution":         {fmt.Sprint(d.ref("RotationStateMachine")), reminder},
 			"states:ListExecutions":         {reminder},
-			"states:DescribeExecution":      {d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RetirementReminderStateMachine", "Name"))+":*")},
+			"states:DescribeExecution":      {reminderExecutions, rotationExecutions},
+			"states:GetExecutionHistory":    {rotationExecutions},
 			"events:PutEvents":              {busARN},
 		}
 		lockTable := fmt.Sprint(d.getAtt("RotationLockTable", "Arn"))
@@ -791,7 +794,9 @@ type eventRule struct {
 	pattern    any
 	retry      any
 	deadLetter any
-	targetsKMS bool
+	// fromAWS: the rule matches an AWS service's events (source aws.*: CloudTrail's KMS calls, Step
+	// Functions status changes), which reach the default bus only.
+	fromAWS bool
 }
 
 func eventRules(tpl *cfnTemplate) []eventRule {
@@ -815,7 +820,7 @@ func eventRules(tpl *cfnTemplate) []eventRule {
 	}
 	for i := range out {
 		src, _ := out[i].pattern.(map[string]any)["source"].([]any)
-		out[i].targetsKMS = slices.Contains(src, any("aws.kms"))
+		out[i].fromAWS = slices.ContainsFunc(src, func(v any) bool { return strings.HasPrefix(fmt.Sprint(v), "aws.") })
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
@@ -862,8 +867,8 @@ func TestKMSRulesListenOnTheDefaultBusAndTheRotatorsRulesOnItsOwn(t *testing.T) 
 			if r.bus != nil {
 				got = fmt.Sprint(d.resolve(r.bus))
 			}
-			if r.targetsKMS {
-				assert.Equal(t, "default", got, "%s: CloudTrail delivers KMS API calls to the default bus only", r.id)
+			if r.fromAWS {
+				assert.Equal(t, "default", got, "%s: AWS services (CloudTrail's KMS API calls, Step Functions status changes) deliver to the default bus only", r.id)
 			} else {
 				assert.Equal(t, bus, got, "%s listens for the rotator's events on another bus than the one it publishes to", r.id)
 			}

@@ -1,0 +1,80 @@
+package rescue
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Environment read by the rescue function.
+const (
+	EnvEventBusName            = "EVENT_BUS_NAME"
+	EnvRotationStateMachineARN = "ROTATION_STATE_MACHINE_ARN"
+	EnvLockTableName           = "LOCK_TABLE_NAME"
+	EnvInventoryBucket         = "INVENTORY_BUCKET"
+)
+
+// Config is the rescue function's configuration, read once from the environment.
+type Config struct {
+	// EventBusName receives the Rotation Failed events (EVENT_BUS_NAME, required: a failure event
+	// sent to the wrong bus is an alarm nobody hears).
+	EventBusName string
+	// RotationStateMachineARN is the state machine whose executions the rescue handles
+	// (ROTATION_STATE_MACHINE_ARN, required). Events of any other state machine are ignored.
+	RotationStateMachineARN string
+	// LockTableName is the workspace lock table (LOCK_TABLE_NAME, required).
+	LockTableName string
+	// InventoryBucket is where large inventories are stored (INVENTORY_BUCKET, optional). Only
+	// references into this bucket are read; without it, references are reported as they are.
+	InventoryBucket string
+}
+
+var (
+	stateMachineARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$`)
+	// Bus names and bus ARNs are both accepted by PutEvents.
+	eventBusRE = regexp.MustCompile(`^([A-Za-z0-9._\-/]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:[0-9]{12}:event-bus/[A-Za-z0-9._\-/]{1,256})$`)
+	tableRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
+	bucketRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+)
+
+// ConfigError lists every missing or invalid variable.
+type ConfigError struct{ Problems []string }
+
+func (e *ConfigError) Error() string {
+	return "rescue configuration: " + strings.Join(e.Problems, "; ")
+}
+
+// LoadConfig reads the configuration through lookup (os.LookupEnv in main, a map in tests) and
+// reports every problem at once.
+func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
+	get := func(name string) string {
+		v, _ := lookup(name)
+		return strings.TrimSpace(v)
+	}
+	cfg := Config{
+		EventBusName:            get(EnvEventBusName),
+		RotationStateMachineARN: get(EnvRotationStateMachineARN),
+		LockTableName:           get(EnvLockTableName),
+		InventoryBucket:         get(EnvInventoryBucket),
+	}
+	var problems []string
+	check := func(name, value string, re *regexp.Regexp, what string) {
+		switch {
+		case value == "":
+			problems = append(problems, name+" is required")
+		case !re.MatchString(value):
+			problems = append(problems, fmt.Sprintf("%s %q is not %s", name, value, what))
+		}
+	}
+	check(EnvEventBusName, cfg.EventBusName, eventBusRE, "an event bus name or ARN")
+	check(EnvRotationStateMachineARN, cfg.RotationStateMachineARN, stateMachineARNRE,
+		"a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)")
+	check(EnvLockTableName, cfg.LockTableName, tableRE, "a DynamoDB table name")
+	if cfg.InventoryBucket != "" && !bucketRE.MatchString(cfg.InventoryBucket) {
+		problems = append(problems, fmt.Sprintf("%s %q is not an S3 bucket name", EnvInventoryBucket, cfg.InventoryBucket))
+	}
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
