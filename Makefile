@@ -93,6 +93,15 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 5m); not part of CI
 	    echo "== $$t $$f"; $(GO) test ./$$t -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-5m} || exit 1; \
 	  done; done
 
+.PHONY: bench
+bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BENCH lines, bench/RESULTS.md; ~15 min); not part of CI
+	@started=$$(date +%s); \
+	$(MAKE) --no-print-directory tools build-local && $(MAKE) --no-print-directory build NO_SAM=1 && \
+	$(GO) test -tags bench -c -o $(BUILD_DIR)/bench.test ./bench && \
+	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) \
+	  ROTATOR_BUILD_DIR=$(BUILD_DIR)/local ROTATOR_LAMBDA_DIR=$(BUILD_DIR)/lambda \
+	  $(BUILD_DIR)/bench.test -test.run '^TestBench$$' -test.timeout 30m -results RESULTS.md
+
 .PHONY: deploy
 deploy: ## deploy with SAM (CONFIG_ENV=default|prod)
 	sam build && sam deploy --config-env $${CONFIG_ENV:-default}
