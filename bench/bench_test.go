@@ -252,8 +252,17 @@ func (r *report) write(path string, allPassed bool) error {
 		b.WriteString("\n**Some benchmarks failed in this run; their figures are missing or partial.**\n")
 	}
 	b.WriteString("\n## Figures\n\n| figure | value | unit | goal | met? |\n|---|---:|---|---|---|\n")
+	var missed []string
 	for _, f := range r.figures {
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", f.name, strconv.FormatFloat(f.value, 'f', f.prec, 64), f.unit, f.goal, f.goal.met(f.value))
+		if f.goal.check != nil && !f.goal.check(f.value) {
+			missed = append(missed, fmt.Sprintf("`%s` (%s %s, goal %s)", f.name, strconv.FormatFloat(f.value, 'f', f.prec, 64), f.unit, f.goal))
+		}
+	}
+	if len(missed) == 0 {
+		b.WriteString("\nEvery goal was met.\n")
+	} else {
+		fmt.Fprintf(&b, "\n**Goals not met (%d):** %s. The sections below say what stands in the way.\n", len(missed), strings.Join(missed, ", "))
 	}
 	for _, s := range r.sections {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.title)
