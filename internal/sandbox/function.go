@@ -160,11 +160,11 @@ func (f *Function) env() map[string]string {
 func (f *Function) startInstance(ctx context.Context) (*instance, error) {
 	var lastErr error
 	for range 3 {
-		apiPort, err := FreePort()
+		apiPort, err := EmulatorPort()
 		if err != nil {
 			return nil, err
 		}
-		rapidPort, err := FreePort()
+		rapidPort, err := EmulatorPort()
 		if err != nil {
 			return nil, err
 		}

@@ -3,9 +3,11 @@ package sandbox
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,29 @@ func FreePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// emulatorPortRange lies below Linux's ephemeral range (32768-60999): a port picked with ":0" comes
+// from that range, which every outgoing connection on the machine also draws from, and the
+// emulator binds its Runtime API port only at the first invocation, long after the pick. Ports
+// from here collide only with other explicit picks.
+const (
+	emulatorPortLow  = 20000
+	emulatorPortHigh = 32000
+)
+
+// EmulatorPort returns a port of 127.0.0.1 outside the ephemeral range that is free right now.
+func EmulatorPort() (int, error) {
+	for range 200 {
+		port := emulatorPortLow + rand.IntN(emulatorPortHigh-emulatorPortLow)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
+	return FreePort()
 }
 
 // baseEnv is the part of the parent's environment a child may see: enough to find programs and a
