@@ -93,30 +93,45 @@ func conditionFailed() *apiError {
 	return errBadRequest("ConditionalCheckFailedException", "The conditional request failed")
 }
 
-func (s *Server) putItem(body []byte) (any, *apiError) {
-	var in putInput
-	if err := decode(body, &in); err != nil {
-		return nil, err
+// itemLocked finds the table and the item key a request names; s.mu must be held.
+func (s *Server) itemLocked(tableName string, keyItem item) (*table, string, *apiError) {
+	t, aerr := s.tableLocked(tableName)
+	if aerr != nil {
+		return nil, "", aerr
 	}
+	key, aerr := t.keyOf(keyItem)
+	if aerr != nil {
+		return nil, "", aerr
+	}
+	return t, key, nil
+}
+
+// conditionalWrite applies write to an item when the request's condition holds for it, under one
+// lock: the atomicity DynamoDB guarantees for a single-item write.
+func (s *Server) conditionalWrite(tableName string, keyItem item, cond conditional, write func(t *table, key string)) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, aerr := s.tableLocked(in.TableName)
+	t, key, aerr := s.itemLocked(tableName, keyItem)
 	if aerr != nil {
 		return nil, aerr
 	}
-	key, aerr := t.keyOf(in.Item)
-	if aerr != nil {
-		return nil, aerr
-	}
-	ok, aerr := evaluate(in.conditional, t.items[key])
+	ok, aerr := evaluate(cond, t.items[key])
 	if aerr != nil {
 		return nil, aerr
 	}
 	if !ok {
 		return nil, conditionFailed()
 	}
-	t.items[key] = in.Item
+	write(t, key)
 	return map[string]any{}, nil
+}
+
+func (s *Server) putItem(body []byte) (any, *apiError) {
+	var in putInput
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	return s.conditionalWrite(in.TableName, in.Item, in.conditional, func(t *table, key string) { t.items[key] = in.Item })
 }
 
 func (s *Server) getItem(body []byte) (any, *apiError) {
@@ -126,11 +141,7 @@ func (s *Server) getItem(body []byte) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, aerr := s.tableLocked(in.TableName)
-	if aerr != nil {
-		return nil, aerr
-	}
-	key, aerr := t.keyOf(in.Key)
+	t, key, aerr := s.itemLocked(in.TableName, in.Key)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -145,25 +156,7 @@ func (s *Server) deleteItem(body []byte) (any, *apiError) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, aerr := s.tableLocked(in.TableName)
-	if aerr != nil {
-		return nil, aerr
-	}
-	key, aerr := t.keyOf(in.Key)
-	if aerr != nil {
-		return nil, aerr
-	}
-	ok, aerr := evaluate(in.conditional, t.items[key])
-	if aerr != nil {
-		return nil, aerr
-	}
-	if !ok {
-		return nil, conditionFailed()
-	}
-	delete(t.items, key)
-	return map[string]any{}, nil
+	return s.conditionalWrite(in.TableName, in.Key, in.conditional, func(t *table, key string) { delete(t.items, key) })
 }
 
 func (s *Server) transactWriteItems(body []byte) (any, *apiError) {
@@ -209,11 +202,7 @@ func (s *Server) transactWriteItems(body []byte) (any, *apiError) {
 		default:
 			return nil, errBadRequest("ValidationException", "TransactItems[%d] has no Put, Delete or ConditionCheck", i)
 		}
-		t, aerr := s.tableLocked(tableName)
-		if aerr != nil {
-			return nil, aerr
-		}
-		key, aerr := t.keyOf(keyItem)
+		t, key, aerr := s.itemLocked(tableName, keyItem)
 		if aerr != nil {
 			return nil, aerr
 		}
