@@ -17,7 +17,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
@@ -227,7 +226,7 @@ func retryable(err error) bool {
 	if errors.As(err, &entry) {
 		return entry.Code == "ThrottlingException" || entry.Code == "InternalFailure" || entry.Code == "InternalException"
 	}
-	if kmscheck.Transient(err) {
+	if taskerr.TransientAWS(err) {
 		return true
 	}
 	switch taskerr.AtBoundary(err).(type) {

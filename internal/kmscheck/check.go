@@ -8,14 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
@@ -161,7 +159,7 @@ func stateAdvice(md *types.KeyMetadata) string {
 // classify maps a KMS call failure to a typed task error. Throttling, 5xx and network failures are
 // AWSUnavailable so that the state machine retries them; everything else needs an operator.
 func classify(err error, permission, keyARN, region string) error {
-	if Transient(err) {
+	if taskerr.TransientAWS(err) {
 		return taskerr.Errorf[taskerr.AWSUnavailable]("KMS %s on %s in %s failed transiently: %v", permission, keyARN, region, err)
 	}
 	var apiErr smithy.APIError
@@ -182,44 +180,4 @@ func classify(err error, permission, keyARN, region string) error {
 		return taskerr.Errorf[taskerr.KeyNotUsable]("key %s cannot be used in its current state (%s: %s)", keyARN, code, msg)
 	}
 	return taskerr.Errorf[taskerr.KeyNotUsable]("KMS %s on %s in %s failed (%s: %s)", permission, keyARN, region, code, msg)
-}
-
-// Transient reports whether an AWS SDK call failure is worth retrying: throttling, a server-side
-// fault or HTTP 5xx, a network failure or a deadline. Anything else (access denied, not found,
-// validation) will fail the same way again.
-func Transient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		if transientCode(apiErr.ErrorCode()) || apiErr.ErrorFault() == smithy.FaultServer {
-			return true
-		}
-		var respErr *smithyhttp.ResponseError
-		return errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 500
-	}
-	var netErr net.Error
-	var sendErr *smithyhttp.RequestSendError
-	var respErr *smithyhttp.ResponseError
-	switch {
-	case errors.As(err, &netErr), errors.As(err, &sendErr), errors.Is(err, context.DeadlineExceeded):
-		return true
-	case errors.As(err, &respErr):
-		return respErr.HTTPStatusCode() >= 500
-	}
-	return false
-}
-
-// transientCode lists the AWS error codes that mean "try again later".
-func transientCode(code string) bool {
-	switch code {
-	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-		"RequestThrottled", "RequestThrottledException", "SlowDown", "LimitExceededException",
-		"KMSInternalException", "DependencyTimeoutException", "InternalServerError", "InternalFailure",
-		"InternalException", "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout",
-		"RequestTimeoutException", "EC2ThrottledException", "PriorRequestNotComplete":
-		return true
-	}
-	return false
 }

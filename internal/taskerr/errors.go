@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/databricks/databricks-sdk-go/apierr"
 )
 
@@ -149,7 +150,7 @@ func AtBoundary(err error) error {
 	}
 	var awsErr smithy.APIError
 	if errors.As(err, &awsErr) {
-		if isTransientAWS(awsErr) {
+		if TransientAWS(err) {
 			return &AWSUnavailable{Reason: msg}
 		}
 		return &InvalidInput{Reason: msg}
@@ -183,15 +184,44 @@ func isTransientDatabricks(e *apierr.APIError) bool {
 	return e.StatusCode >= 500
 }
 
-func isTransientAWS(e smithy.APIError) bool {
-	code := e.ErrorCode()
+// TransientAWS reports whether an AWS SDK call failure is worth retrying: throttling, a server-side
+// fault or HTTP 5xx, a network failure or a deadline. Anything else (access denied, not found,
+// validation) will fail the same way again.
+func TransientAWS(err error) bool {
+	if err == nil {
+		return false
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		if transientCode(apiErr.ErrorCode()) || apiErr.ErrorFault() == smithy.FaultServer {
+			return true
+		}
+		var respErr *smithyhttp.ResponseError
+		return errors.As(err, &respErr) && respErr.HTTPStatusCode() >= 500
+	}
+	var netErr net.Error
+	var sendErr *smithyhttp.RequestSendError
+	var respErr *smithyhttp.ResponseError
+	switch {
+	case errors.As(err, &netErr), errors.As(err, &sendErr), errors.Is(err, context.DeadlineExceeded):
+		return true
+	case errors.As(err, &respErr):
+		return respErr.HTTPStatusCode() >= 500
+	}
+	return false
+}
+
+// transientCode lists the AWS error codes that mean "try again later".
+func transientCode(code string) bool {
 	switch code {
 	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-		"KMSInternalException", "DependencyTimeoutException", "InternalServerError",
-		"ServiceUnavailable", "InternalFailure", "InternalException", "LimitExceededException":
+		"RequestThrottled", "RequestThrottledException", "SlowDown", "LimitExceededException",
+		"KMSInternalException", "DependencyTimeoutException", "InternalServerError", "InternalFailure",
+		"InternalException", "ServiceUnavailable", "ServiceUnavailableException", "RequestTimeout",
+		"RequestTimeoutException", "EC2ThrottledException", "PriorRequestNotComplete":
 		return true
 	}
-	return e.ErrorFault() == smithy.FaultServer
+	return false
 }
 
 // Errorf builds a typed error with a formatted reason, e.g. Errorf[KeyNotUsable]("key %s is %s", arn, state).

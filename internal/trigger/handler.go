@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/smithy-go"
 
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
 
 // StartExecutionAPI starts the rotation state machine.
@@ -197,5 +197,5 @@ func retryable(err error) bool {
 	if errors.As(err, &entry) {
 		return entry.code == "ThrottlingException" || entry.code == "InternalFailure" || entry.code == "InternalException"
 	}
-	return kmscheck.Transient(err)
+	return taskerr.TransientAWS(err)
 }
