@@ -93,6 +93,21 @@ func poolHasInstances(stats *compute.InstancePoolStats) bool {
 	return stats != nil && stats.IdleCount+stats.UsedCount+stats.PendingIdleCount+stats.PendingUsedCount > 0
 }
 
+// clusterLiveStates is every cluster state but TERMINATED. clusters/list returns every cluster
+// terminated in the last 30 days (job clusters included: tens of thousands in a job-heavy
+// workspace), so each check lists only what is not at rest and reads the few terminated clusters it
+// cares about one by one: the calls per check grow with what runs, not with history.
+var clusterLiveStates = append(slices.Clone(clusterBusyStates), compute.StateError, compute.StateUnknown)
+
+// lists says what a snapshot reads: clusters in the given states (never unfiltered), and whether
+// to read pools, warehouses and pipelines (a check skips kinds it has nothing to look for).
+type lists struct {
+	clusterStates                []compute.State
+	pools, warehouses, pipelines bool
+}
+
+var listEverything = lists{clusterStates: clusterBusyStates, pools: true, warehouses: true, pipelines: true}
+
 // snapshot is the current state of a workspace's compute, read with list calls: a handful of pages
 // instead of one GET per resource, which matters at thousands of clusters and 30 requests/s.
 type snapshot struct {
@@ -102,42 +117,91 @@ type snapshot struct {
 	pipelines  map[string]pipelines.PipelineStateInfo
 }
 
-func (t *Tasks) snapshot(ctx context.Context, w *dbclient.Workspace, states []compute.State) (snapshot, error) {
+func (t *Tasks) snapshot(ctx context.Context, w *dbclient.Workspace, what lists) (snapshot, error) {
 	snap := snapshot{clusters: map[string]compute.ClusterDetails{}, pools: map[string]compute.InstancePoolAndStats{},
 		warehouses: map[string]sql.EndpointInfo{}, pipelines: map[string]pipelines.PipelineStateInfo{}}
-	req := compute.ListClustersRequest{PageSize: 100}
-	if states != nil {
-		req.FilterBy = &compute.ListClustersFilterBy{ClusterStates: states}
+	if len(what.clusterStates) > 0 {
+		req := compute.ListClustersRequest{PageSize: 100, FilterBy: &compute.ListClustersFilterBy{ClusterStates: what.clusterStates}}
+		clusters, err := w.Clusters.ListAll(ctx, req)
+		if err != nil {
+			return snapshot{}, fmt.Errorf("listing clusters: %w", err)
+		}
+		for _, c := range clusters {
+			snap.clusters[c.ClusterId] = c
+		}
 	}
-	clusters, err := w.Clusters.ListAll(ctx, req)
-	if err != nil {
-		return snapshot{}, fmt.Errorf("listing clusters: %w", err)
+	if what.pools {
+		pools, err := w.InstancePools.ListAll(ctx)
+		if err != nil {
+			return snapshot{}, fmt.Errorf("listing instance pools: %w", err)
+		}
+		for _, p := range pools {
+			snap.pools[p.InstancePoolId] = p
+		}
 	}
-	for _, c := range clusters {
-		snap.clusters[c.ClusterId] = c
+	if what.warehouses {
+		warehouses, err := w.Warehouses.ListAll(ctx, sql.ListWarehousesRequest{})
+		if err != nil {
+			return snapshot{}, fmt.Errorf("listing SQL warehouses: %w", err)
+		}
+		for _, wh := range warehouses {
+			snap.warehouses[wh.Id] = wh
+		}
 	}
-	pools, err := w.InstancePools.ListAll(ctx)
-	if err != nil {
-		return snapshot{}, fmt.Errorf("listing instance pools: %w", err)
-	}
-	for _, p := range pools {
-		snap.pools[p.InstancePoolId] = p
-	}
-	warehouses, err := w.Warehouses.ListAll(ctx, sql.ListWarehousesRequest{})
-	if err != nil {
-		return snapshot{}, fmt.Errorf("listing SQL warehouses: %w", err)
-	}
-	for _, wh := range warehouses {
-		snap.warehouses[wh.Id] = wh
-	}
-	pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{})
-	if err != nil {
-		return snapshot{}, fmt.Errorf("listing pipelines: %w", err)
-	}
-	for _, p := range pipes {
-		snap.pipelines[p.PipelineId] = p
+	if what.pipelines {
+		pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{})
+		if err != nil {
+			return snapshot{}, fmt.Errorf("listing pipelines: %w", err)
+		}
+		for _, p := range pipes {
+			snap.pipelines[p.PipelineId] = p
+		}
 	}
 	return snap, nil
+}
+
+// inventoryLists reads only the kinds an inventory holds, clusters in every state but TERMINATED.
+func inventoryLists(inv rotation.Inventory) lists {
+	what := lists{pools: len(inv.Pools) > 0, warehouses: len(inv.Warehouses) > 0}
+	if slices.ContainsFunc(inv.Clusters, rotation.ClusterRef.Restartable) {
+		what.clusterStates = clusterLiveStates
+	}
+	what.pipelines = slices.ContainsFunc(inv.Pipelines, func(p rotation.PipelineRef) bool { return p.Continuous })
+	return what
+}
+
+// optionalInt is an optional integer field of an SDK struct as the API sent it: nil when the field
+// was absent (unset, Databricks' default), which the SDK decodes as 0 without listing the field in
+// ForceSendFields.
+func optionalInt(v int, field string, present []string) *int {
+	if v == 0 && !slices.Contains(present, field) {
+		return nil
+	}
+	return &v
+}
+
+func sameOptional(a, b *int) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+func poolSettings(p compute.InstancePoolAndStats) rotation.PoolSettings {
+	f := p.ForceSendFields
+	return rotation.PoolSettings{
+		ID: p.InstancePoolId, Name: p.InstancePoolName, NodeTypeID: p.NodeTypeId, MinIdleInstances: p.MinIdleInstances,
+		IdleInstanceAutoterminationMinutes: optionalInt(p.IdleInstanceAutoterminationMinutes, "IdleInstanceAutoterminationMinutes", f),
+		MaxCapacity:                        optionalInt(p.MaxCapacity, "MaxCapacity", f),
+		CustomTags:                         p.CustomTags,
+		RemoteDiskThroughput:               optionalInt(p.RemoteDiskThroughput, "RemoteDiskThroughput", f),
+		TotalInitialRemoteDiskSize:         optionalInt(p.TotalInitialRemoteDiskSize, "TotalInitialRemoteDiskSize", f),
+	}
+}
+
+// poolMatches reports whether a pool has the recorded idle settings (the ones a drain changes).
+func poolMatches(current compute.InstancePoolAndStats, want rotation.PoolSettings) bool {
+	got := poolSettings(current)
+	return got.MinIdleInstances == want.MinIdleInstances &&
+		sameOptional(got.IdleInstanceAutoterminationMinutes, want.IdleInstanceAutoterminationMinutes) &&
+		sameOptional(got.MaxCapacity, want.MaxCapacity)
 }
 
 // Inventory records every classic compute resource that is running, with what is needed to restore
@@ -151,7 +215,7 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 	if err != nil {
 		return rotation.Inventory{}, err
 	}
-	snap, err := t.snapshot(ctx, w, clusterUpStates)
+	snap, err := t.snapshot(ctx, w, lists{clusterStates: clusterUpStates, pools: true, warehouses: true, pipelines: true})
 	if err != nil {
 		return rotation.Inventory{}, fmt.Errorf("taking the inventory of workspace %s: %w", run.Workspace.WorkspaceID, err)
 	}
@@ -164,17 +228,14 @@ func (t *Tasks) Inventory(ctx context.Context, run rotation.WorkspaceRun) (rotat
 	}
 	for _, p := range snap.pools {
 		// A pool must be drained if it keeps idle instances (min_idle) or lets instances linger after a
-		// cluster releases them (idle autotermination): terminating our clusters hands their instances
-		// back to the pool, where they would keep the PATCH refused.
-		if p.MinIdleInstances == 0 && p.IdleInstanceAutoterminationMinutes == 0 && !poolHasInstances(p.Stats) {
+		// cluster releases them (idle autotermination, unset meaning Databricks' default): terminating
+		// our clusters hands their instances back to the pool, where they would keep the PATCH refused.
+		settings := poolSettings(p)
+		autoterm := settings.IdleInstanceAutoterminationMinutes
+		if p.MinIdleInstances == 0 && autoterm != nil && *autoterm == 0 && !poolHasInstances(p.Stats) {
 			continue
 		}
-		inv.Pools = append(inv.Pools, rotation.PoolSettings{
-			ID: p.InstancePoolId, Name: p.InstancePoolName, NodeTypeID: p.NodeTypeId,
-			MinIdleInstances: p.MinIdleInstances, IdleInstanceAutoterminationMinutes: p.IdleInstanceAutoterminationMinutes,
-			MaxCapacity: p.MaxCapacity, CustomTags: p.CustomTags,
-			RemoteDiskThroughput: p.RemoteDiskThroughput, TotalInitialRemoteDiskSize: p.TotalInitialRemoteDiskSize,
-		})
+		inv.Pools = append(inv.Pools, settings)
 	}
 	for _, wh := range snap.warehouses {
 		if wh.EnableServerlessCompute || (wh.State != sql.StateRunning && wh.State != sql.StateStarting) {
@@ -319,7 +380,7 @@ func stopPhases(w *dbclient.Workspace, inv rotation.Inventory) [][]action {
 	}
 	for _, p := range inv.Pools {
 		drained := p
-		drained.MinIdleInstances, drained.IdleInstanceAutoterminationMinutes = 0, 0
+		drained.MinIdleInstances, drained.IdleInstanceAutoterminationMinutes = 0, new(int)
 		pools = append(pools, func(ctx context.Context) error { return ignoreGone(w.InstancePools.Edit(ctx, poolEdit(drained))) })
 	}
 	for _, wh := range inv.Warehouses {
@@ -331,29 +392,48 @@ func stopPhases(w *dbclient.Workspace, inv rotation.Inventory) [][]action {
 	return [][]action{pipes, clusters, pools, warehouses}
 }
 
-// poolEdit builds a full-replace edit of a pool from recorded settings. Zeros must be forced onto
-// the wire: omitted, they would be dropped and the pool would keep (or lose) its old values.
+// poolEdit builds a full-replace edit of a pool from recorded settings. A set field is forced onto
+// the wire even when it is 0 (omitted, it would be dropped); an unset one is omitted, so the pool
+// gets Databricks' default back rather than a 0 that means something else.
 func poolEdit(p rotation.PoolSettings) compute.EditInstancePool {
-	return compute.EditInstancePool{
+	e := compute.EditInstancePool{
 		InstancePoolId: p.ID, InstancePoolName: p.Name, NodeTypeId: p.NodeTypeID,
-		MinIdleInstances: p.MinIdleInstances, IdleInstanceAutoterminationMinutes: p.IdleInstanceAutoterminationMinutes,
-		MaxCapacity: p.MaxCapacity, CustomTags: p.CustomTags,
-		RemoteDiskThroughput: p.RemoteDiskThroughput, TotalInitialRemoteDiskSize: p.TotalInitialRemoteDiskSize,
-		ForceSendFields: []string{"MinIdleInstances", "IdleInstanceAutoterminationMinutes"},
+		MinIdleInstances: p.MinIdleInstances, CustomTags: p.CustomTags,
+		ForceSendFields: []string{"MinIdleInstances"},
 	}
+	for _, f := range []struct {
+		dst   *int
+		v     *int
+		field string
+	}{
+		{&e.IdleInstanceAutoterminationMinutes, p.IdleInstanceAutoterminationMinutes, "IdleInstanceAutoterminationMinutes"},
+		{&e.MaxCapacity, p.MaxCapacity, "MaxCapacity"},
+		{&e.RemoteDiskThroughput, p.RemoteDiskThroughput, "RemoteDiskThroughput"},
+		{&e.TotalInitialRemoteDiskSize, p.TotalInitialRemoteDiskSize, "TotalInitialRemoteDiskSize"},
+	} {
+		if f.v != nil {
+			*f.dst = *f.v
+			e.ForceSendFields = append(e.ForceSendFields, f.field)
+		}
+	}
+	return e
 }
 
 // Status checks one step of a wait loop: for TargetStopped, whether any classic compute still runs
-// anywhere in the workspace (anything started after the inventory is stopped too, and reported); for
-// TargetRunning, whether everything the rotator restarted is back.
+// anywhere in the workspace (whatever started again is stopped again, and reported); for
+// TargetQuiet, the same until the storage quiet window has passed; for TargetRunning, whether
+// everything the rotator restarts is back.
 func (t *Tasks) Status(ctx context.Context, in rotation.ComputeStatusInput) (rotation.ComputeStatus, error) {
 	switch in.Target {
 	case rotation.TargetStopped:
 		return t.stoppedStatus(ctx, in.Run)
+	case rotation.TargetQuiet:
+		return t.quietStatus(ctx, in.Run)
 	case rotation.TargetRunning:
 		return t.runningStatus(ctx, in.Run)
 	}
-	return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("target must be %s or %s, got %q", rotation.TargetStopped, rotation.TargetRunning, in.Target)
+	return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("target must be %s, %s or %s, got %q",
+		rotation.TargetStopped, rotation.TargetQuiet, rotation.TargetRunning, in.Target)
 }
 
 func nextAttempt(prev *rotation.ComputeStatus) int {
@@ -371,6 +451,15 @@ func addPending(status *rotation.ComputeStatus, ref rotation.ResourceRef) {
 	}
 }
 
+// addOnce appends ref to a bounded report list unless it is already named there: a resource that is
+// started again and again is reported once.
+func addOnce(list []rotation.ResourceRef, ref rotation.ResourceRef) []rotation.ResourceRef {
+	if len(list) >= rotation.MaxListed || slices.ContainsFunc(list, func(r rotation.ResourceRef) bool { return r.Kind == ref.Kind && r.ID == ref.ID }) {
+		return list
+	}
+	return append(list, ref)
+}
+
 func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {
 	if run.Stop == nil {
 		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.InvalidInput]("the stop check needs $.stop")
@@ -380,23 +469,108 @@ func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 		return rotation.ComputeStatus{}, err
 	}
 	now := t.Clock.Now()
-	status := rotation.ComputeStatus{Attempt: nextAttempt(run.StopStatus), CheckedAt: now}
-	if run.StopStatus != nil {
-		status.LateStopped = run.StopStatus.LateStopped
-	}
-	known := inventoryIDs(inv)
-	snap, err := t.snapshot(ctx, w, clusterBusyStates)
+	status, err := t.keepStopped(ctx, w, inv, run.StopStatus, now)
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
-	var late rotation.Inventory
+	if !status.Done && now.After(run.Stop.Deadline) {
+		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.ComputeStopTimedOut]("compute in workspace %s did not stop within %s: %d still running: %s",
+			run.Workspace.WorkspaceID, run.Stop.Deadline.Sub(run.Stop.StoppedAt).Round(time.Second), status.PendingCount, describe(status.Pending))
+	}
+	status.PollAfterSeconds = polling.ComputeStop.After(status.Attempt)
+	return status, nil
+}
+
+// quietStatus keeps compute stopped during the storage quiet window that follows a storage key
+// change (Databricks forbids cluster starts there). The window ends QuietWindowSeconds after the
+// first check, which runs right after the new key was confirmed, as the single Wait it replaces did;
+// each check waits at most until the window ends, so the total time is the same.
+func (t *Tasks) quietStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {
+	inv, w, err := t.open(ctx, run, "the quiet window check")
+	if err != nil {
+		return rotation.ComputeStatus{}, err
+	}
+	now := t.Clock.Now()
+	until := now.Add(time.Duration(run.QuietWindowSeconds) * time.Second)
+	if run.QuietStatus != nil && run.QuietStatus.QuietUntil != nil {
+		until = *run.QuietStatus.QuietUntil
+	}
+	status, err := t.keepStopped(ctx, w, inv, run.QuietStatus, now)
+	if err != nil {
+		return rotation.ComputeStatus{}, err
+	}
+	status.QuietUntil = &until
+	left := until.Sub(now)
+	status.Done = left <= 0
+	status.PollAfterSeconds = max(1, min(polling.ComputeStop.After(status.Attempt), int((left+time.Second-1)/time.Second)))
+	return status, nil
+}
+
+// keepStopped is one look at everything classic in the workspace, inventoried or not: what runs is
+// stopped (again), and what holds instances is pending. Done means a fresh list found nothing
+// running, so the PATCH that follows meets a workspace at rest.
+//
+// Started again during the rotation (a notebook re-attached, a JDBC client resuming a warehouse, a
+// job run): an inventoried resource is reported in StoppedAgain and restarted at the end, since it
+// ran when the rotation began; anything else is reported in LateStopped and left stopped.
+// Job schedules are not paused: a run that starts during the downtime has its cluster stopped, and
+// the event names it so its owner can repair the run (see README, "Jobs and pipelines during the
+// downtime").
+func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rotation.Inventory, prev *rotation.ComputeStatus, now time.Time) (rotation.ComputeStatus, error) {
+	status := rotation.ComputeStatus{Attempt: nextAttempt(prev), CheckedAt: now}
+	if prev != nil {
+		status.LateStopped, status.StoppedAgain = prev.LateStopped, prev.StoppedAgain
+	}
+	known := inventoryIDs(inv)
+	snap, err := t.snapshot(ctx, w, listEverything)
+	if err != nil {
+		return rotation.ComputeStatus{}, err
+	}
+	var again, late rotation.Inventory
+	var refs []rotation.ResourceRef
+	for _, p := range sortedValues(snap.pipelines) {
+		if !pipelineActive(p.State) {
+			continue
+		}
+		if !known[KindPipeline+p.PipelineId] {
+			// The list has no spec: read it to leave serverless pipelines alone.
+			detail, err := w.Pipelines.Get(ctx, pipelines.GetPipelineRequest{PipelineId: p.PipelineId})
+			if isGone(err) {
+				continue
+			}
+			if err != nil {
+				return rotation.ComputeStatus{}, fmt.Errorf("reading pipeline %s: %w", p.PipelineId, err)
+			}
+			if detail.Spec != nil && detail.Spec.Serverless {
+				continue
+			}
+		}
+		addPending(&status, rotation.ResourceRef{Kind: KindPipeline, ID: p.PipelineId, Name: p.Name, State: string(p.State)})
+		if p.State == pipelines.PipelineStateStopping {
+			continue
+		}
+		ref := rotation.PipelineRef{ID: p.PipelineId, Name: p.Name}
+		refs = append(refs, rotation.ResourceRef{Kind: KindPipeline, ID: p.PipelineId, Name: p.Name, State: string(p.State)})
+		if known[KindPipeline+p.PipelineId] {
+			again.Pipelines = append(again.Pipelines, ref)
+		} else {
+			late.Pipelines = append(late.Pipelines, ref)
+		}
+	}
 	for _, c := range sortedValues(snap.clusters) {
 		if !slices.Contains(clusterBusyStates, c.State) {
 			continue
 		}
 		addPending(&status, rotation.ResourceRef{Kind: KindCluster, ID: c.ClusterId, Name: c.ClusterName, State: string(c.State)})
-		if c.State != compute.StateTerminating && !known[KindCluster+c.ClusterId] {
-			late.Clusters = append(late.Clusters, rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)})
+		if c.State == compute.StateTerminating {
+			continue
+		}
+		ref := rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)}
+		refs = append(refs, rotation.ResourceRef{Kind: KindCluster, ID: c.ClusterId, Name: c.ClusterName, State: string(c.State)})
+		if known[KindCluster+c.ClusterId] {
+			again.Clusters = append(again.Clusters, ref)
+		} else {
+			late.Clusters = append(late.Clusters, ref)
 		}
 	}
 	for _, p := range sortedValues(snap.pools) {
@@ -410,35 +584,38 @@ func (t *Tasks) stoppedStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 			continue
 		}
 		addPending(&status, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.Id, Name: wh.Name, State: string(wh.State)})
-		if wh.State != sql.StateStopping && !known[KindWarehouse+wh.Id] {
-			late.Warehouses = append(late.Warehouses, rotation.WarehouseRef{ID: wh.Id, Name: wh.Name})
+		if wh.State == sql.StateStopping {
+			continue
+		}
+		ref := rotation.WarehouseRef{ID: wh.Id, Name: wh.Name}
+		refs = append(refs, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.Id, Name: wh.Name, State: string(wh.State)})
+		if known[KindWarehouse+wh.Id] {
+			again.Warehouses = append(again.Warehouses, ref)
+		} else {
+			late.Warehouses = append(late.Warehouses, ref)
 		}
 	}
-
-	// Something started after the inventory (a scheduled job, a user): stop it as well, or the PATCH
-	// will be refused. It is reported, not restarted: it was not running when the rotation began.
-	if len(late.Clusters)+len(late.Warehouses) > 0 {
-		if _, _, err := t.runPhases(ctx, stopPhases(w, late), 0); err != nil {
-			return rotation.ComputeStatus{}, fmt.Errorf("stopping compute started during the rotation: %w", err)
-		}
-		for _, c := range late.Clusters {
-			if len(status.LateStopped) < rotation.MaxListed {
-				status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name, State: c.State})
-			}
-		}
-		for _, wh := range late.Warehouses {
-			if len(status.LateStopped) < rotation.MaxListed {
-				status.LateStopped = append(status.LateStopped, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.ID, Name: wh.Name})
-			}
+	if len(refs) == 0 {
+		status.Done = status.PendingCount == 0
+		return status, nil
+	}
+	all := rotation.Inventory{
+		Clusters:   append(again.Clusters, late.Clusters...),
+		Warehouses: append(again.Warehouses, late.Warehouses...),
+		Pipelines:  append(again.Pipelines, late.Pipelines...),
+	}
+	if _, _, err := t.runPhases(ctx, stopPhases(w, all), 0); err != nil {
+		return rotation.ComputeStatus{}, fmt.Errorf("stopping compute started during the rotation: %w", err)
+	}
+	for _, ref := range refs {
+		if known[ref.Kind+ref.ID] {
+			status.StoppedAgain = addOnce(status.StoppedAgain, ref)
+		} else {
+			status.LateStopped = addOnce(status.LateStopped, ref)
 		}
 	}
-
-	status.Done = status.PendingCount == 0
-	if !status.Done && now.After(run.Stop.Deadline) {
-		return rotation.ComputeStatus{}, taskerr.Errorf[taskerr.ComputeStopTimedOut]("compute in workspace %s did not stop within %s: %d still running: %s",
-			run.Workspace.WorkspaceID, run.Stop.Deadline.Sub(run.Stop.StoppedAt).Round(time.Second), status.PendingCount, describe(status.Pending))
-	}
-	status.PollAfterSeconds = polling.ComputeStop.After(status.Attempt)
+	// What was just stopped is still stopping: the next check must see it at rest.
+	status.Done = false
 	return status, nil
 }
 
@@ -450,6 +627,9 @@ func inventoryIDs(inv rotation.Inventory) map[string]bool {
 	for _, w := range inv.Warehouses {
 		ids[KindWarehouse+w.ID] = true
 	}
+	for _, p := range inv.Pipelines {
+		ids[KindPipeline+p.ID] = true
+	}
 	return ids
 }
 
@@ -458,6 +638,10 @@ func inventoryIDs(inv rotation.Inventory) map[string]bool {
 // clusters cannot be started by hand: they are reported. It reads the current state first (list
 // calls) and acts only where needed, so a retry, a continuation, or the compensation path after a
 // partial stop converges without starting anything twice.
+//
+// A resource still stopping (a cluster TERMINATING, a warehouse or pipeline STOPPING, as right after
+// a partial stop) cannot be started yet, and is not "up or on its way" either: it is counted as
+// Settling, and the restart check starts it once it has settled.
 func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotation.RestartResult, error) {
 	inv, w, err := t.open(ctx, run, "RestartCompute")
 	if err != nil {
@@ -470,7 +654,7 @@ func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotatio
 		res.RequestedAt, res.Deadline = run.Restart.RequestedAt, run.Restart.Deadline
 		if run.Restart.More {
 			cursor = run.Restart.Cursor
-			res.Started, res.Failed = run.Restart.Started, run.Restart.Failed
+			res.Started, res.Failed, res.Settling = run.Restart.Started, run.Restart.Failed, run.Restart.Settling
 		}
 	}
 	for _, c := range inv.Clusters {
@@ -492,7 +676,7 @@ func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotatio
 		}
 	}
 
-	snap, err := t.snapshot(ctx, w, nil)
+	snap, err := t.snapshot(ctx, w, inventoryLists(inv))
 	if err != nil {
 		return rotation.RestartResult{}, fmt.Errorf("reading compute before the restart: %w", err)
 	}
@@ -525,7 +709,13 @@ func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotatio
 		}
 		return nil
 	}
-	res.Cursor, res.More, err = t.runPhases(ctx, restartPhases(w, inv, snap, record), cursor)
+	settling := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		res.Settling++
+		return nil
+	}
+	res.Cursor, res.More, err = t.runPhases(ctx, restartPhases(w, inv, snap, record, settling), cursor)
 	if err != nil {
 		return rotation.RestartResult{}, fmt.Errorf("restarting compute in workspace %s: %w", run.Workspace.WorkspaceID, err)
 	}
@@ -536,7 +726,7 @@ func (t *Tasks) Restart(ctx context.Context, run rotation.WorkspaceRun) (rotatio
 	return res, nil
 }
 
-func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot, record func(rotation.ResourceRef, error) error) [][]action {
+func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot, record func(rotation.ResourceRef, error) error, settling func() error) [][]action {
 	var clusters, pools, warehouses, pipes []action
 	for _, c := range inv.Clusters {
 		if !c.Restartable() {
@@ -544,14 +734,25 @@ func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot,
 		}
 		ref := rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name}
 		clusters = append(clusters, func(ctx context.Context) error {
-			current, ok := snap.clusters[c.ID]
+			current, listed := snap.clusters[c.ID]
 			switch {
-			case !ok:
-				return record(ref, errors.New("cluster no longer exists"))
-			case current.State != compute.StateTerminated:
+			case listed && current.State == compute.StateTerminating:
+				return settling()
+			case listed && (current.State == compute.StateError || current.State == compute.StateUnknown):
+				return record(ref, fmt.Errorf("cluster is in state %s", current.State))
+			case listed:
 				return record(ref, nil) // already up or on its way; the check follows it
 			}
-			return record(ref, w.Clusters.StartByClusterId(ctx, c.ID))
+			// Not among the live clusters: TERMINATED (or deleted). Starting it directly saves a read
+			// per cluster; a cluster that moved meanwhile answers INVALID_STATE and the check follows it.
+			err := w.Clusters.StartByClusterId(ctx, c.ID)
+			switch {
+			case isGone(err):
+				return record(ref, errors.New("cluster no longer exists"))
+			case errors.Is(err, apierr.ErrInvalidState):
+				return settling()
+			}
+			return record(ref, err)
 		})
 	}
 	for _, p := range inv.Pools {
@@ -561,7 +762,7 @@ func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot,
 			switch {
 			case !ok:
 				return record(ref, errors.New("instance pool no longer exists"))
-			case current.MinIdleInstances == p.MinIdleInstances && current.IdleInstanceAutoterminationMinutes == p.IdleInstanceAutoterminationMinutes:
+			case poolMatches(current, p):
 				return record(ref, nil)
 			}
 			return record(ref, w.InstancePools.Edit(ctx, poolEdit(p)))
@@ -572,8 +773,10 @@ func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot,
 		warehouses = append(warehouses, func(ctx context.Context) error {
 			current, ok := snap.warehouses[wh.ID]
 			switch {
-			case !ok:
+			case !ok || current.State == sql.StateDeleted || current.State == sql.StateDeleting:
 				return record(ref, errors.New("SQL warehouse no longer exists"))
+			case current.State == sql.StateStopping:
+				return settling()
 			case current.State != sql.StateStopped:
 				return record(ref, nil)
 			}
@@ -591,14 +794,30 @@ func restartPhases(w *dbclient.Workspace, inv rotation.Inventory, snap snapshot,
 			switch {
 			case !ok:
 				return record(ref, errors.New("pipeline no longer exists"))
+			case current.State == pipelines.PipelineStateStopping:
+				return settling()
 			case pipelineActive(current.State):
 				return record(ref, nil)
 			}
 			_, err := w.Pipelines.StartUpdate(ctx, pipelines.StartUpdate{PipelineId: p.ID})
+			if errors.Is(err, apierr.ErrResourceConflict) {
+				return record(ref, nil) // an update started meanwhile
+			}
 			return record(ref, err)
 		})
 	}
 	return [][]action{clusters, pools, warehouses, pipes}
+}
+
+// stoppedByRequest reports whether a TERMINATED cluster was stopped on purpose (by the rotator, a
+// user, or inactivity) rather than by a failed start: such a cluster has simply not had its start yet.
+func stoppedByRequest(d compute.ClusterDetails) bool {
+	return d.TerminationReason == nil || d.TerminationReason.Type == "" || d.TerminationReason.Type == compute.TerminationReasonTypeSuccess
+}
+
+// startedSince reports whether a cluster was started (or restarted) at or after t.
+func startedSince(d compute.ClusterDetails, t time.Time) bool {
+	return max(d.StartTime, d.LastRestartedTime) >= t.UnixMilli()
 }
 
 func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {
@@ -611,13 +830,17 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	}
 	now := t.Clock.Now()
 	status := rotation.ComputeStatus{Attempt: nextAttempt(run.RestartStatus), CheckedAt: now}
+	startedLater := rotation.Counts{}
+	if run.RestartStatus != nil && run.RestartStatus.StartedLater != nil {
+		startedLater = *run.RestartStatus.StartedLater
+	}
 	failed := map[string]bool{}
 	var stillDown []rotation.ResourceRef
 	for _, f := range run.Restart.Failed {
 		failed[f.Kind+f.ID] = true
 		stillDown = append(stillDown, f)
 	}
-	snap, err := t.snapshot(ctx, w, nil)
+	snap, err := t.snapshot(ctx, w, inventoryLists(inv))
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
@@ -633,15 +856,51 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 			pending = append(pending, ref)
 		}
 	}
+	// start starts what had settled since the restart (or was stopped again by someone): it ran when
+	// the rotation began, so it is started and kept pending, not reported as down.
+	start := func(ref rotation.ResourceRef, call func() error, counter *int) {
+		if failed[ref.Kind+ref.ID] {
+			return
+		}
+		err := call()
+		switch {
+		case err == nil:
+			*counter++
+			check(ref, "STARTING", "")
+		case isGone(err):
+			check(ref, "DELETED", ref.Kind+" was deleted during the rotation")
+		case errors.Is(err, apierr.ErrInvalidState) || errors.Is(err, apierr.ErrResourceConflict):
+			check(ref, "CHANGING", "") // it moved since the list: the next check sees where it went
+		default:
+			if _, transient := taskerr.AtBoundary(err).(*taskerr.DatabricksUnavailable); transient {
+				check(ref, "STARTING", "") // retried at the next check
+				return
+			}
+			check(ref, "STOPPED", ref.Kind+" could not be started: "+err.Error())
+		}
+	}
 	for _, c := range inv.Clusters {
 		if !c.Restartable() {
 			continue
 		}
 		ref := rotation.ResourceRef{Kind: KindCluster, ID: c.ID, Name: c.Name}
-		d, ok := snap.clusters[c.ID]
+		d, listed := snap.clusters[c.ID]
+		if !listed && !failed[ref.Kind+ref.ID] {
+			// Not live: TERMINATED or deleted. One read per such cluster; after the restart they are few.
+			got, err := w.Clusters.GetByClusterId(ctx, c.ID)
+			switch {
+			case isGone(err):
+				check(ref, "DELETED", "cluster was deleted during the rotation")
+				continue
+			case err != nil:
+				return rotation.ComputeStatus{}, fmt.Errorf("reading cluster %s: %w", c.ID, err)
+			}
+			d = *got
+		}
 		switch {
-		case !ok:
-			check(ref, "DELETED", "cluster was deleted during the rotation")
+		case failed[ref.Kind+ref.ID]:
+		case d.State == compute.StateTerminated && stoppedByRequest(d) && !startedSince(d, run.Restart.RequestedAt):
+			start(ref, func() error { return w.Clusters.StartByClusterId(ctx, c.ID) }, &startedLater.Clusters)
 		case d.State == compute.StateTerminated || d.State == compute.StateError:
 			reason := d.StateMessage
 			if d.TerminationReason != nil && d.TerminationReason.Code != "" {
@@ -659,7 +918,7 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 		switch {
 		case !ok:
 			check(ref, "DELETED", "instance pool was deleted during the rotation")
-		case d.MinIdleInstances != p.MinIdleInstances || d.IdleInstanceAutoterminationMinutes != p.IdleInstanceAutoterminationMinutes:
+		case !poolMatches(d, p):
 			check(ref, "DRAINED", "pool settings were not restored")
 		default:
 			check(ref, "RUNNING", "")
@@ -672,7 +931,11 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 		case !ok || d.State == sql.StateDeleted:
 			check(ref, "DELETED", "warehouse was deleted during the rotation")
 		case d.State == sql.StateStopped:
-			check(ref, string(d.State), "warehouse did not start")
+			// Stopped when the restart looked (it was STOPPING), or stopped since: start it.
+			start(ref, func() error {
+				_, err := w.Warehouses.Start(ctx, sql.StartRequest{Id: wh.ID})
+				return err
+			}, &startedLater.Warehouses)
 		default:
 			check(ref, string(d.State), "")
 		}
@@ -688,9 +951,17 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 			check(ref, "DELETED", "pipeline was deleted during the rotation")
 		case d.State == pipelines.PipelineStateFailed:
 			check(ref, string(d.State), "pipeline failed to start")
+		case !pipelineActive(d.State):
+			start(ref, func() error {
+				_, err := w.Pipelines.StartUpdate(ctx, pipelines.StartUpdate{PipelineId: p.ID})
+				return err
+			}, &startedLater.Pipelines)
 		default:
 			check(ref, string(d.State), "")
 		}
+	}
+	if startedLater.Total() > 0 {
+		status.StartedLater = &startedLater
 	}
 	for _, ref := range pending {
 		addPending(&status, ref)

@@ -39,7 +39,8 @@ func newFixture(t *testing.T, opts dbfake.Options) *fixture {
 	f.fake.AddCluster(wsID, compute.ClusterDetails{ClusterId: "c-old", ClusterName: "old", State: compute.StateTerminated, ClusterSource: compute.ClusterSourceUi})
 	f.fake.AddPool(wsID, compute.InstancePoolAndStats{InstancePoolId: "pool-a", InstancePoolName: "pool-a", NodeTypeId: "i3.xlarge",
 		MinIdleInstances: 2, IdleInstanceAutoterminationMinutes: 30, MaxCapacity: 10, CustomTags: map[string]string{"team": "data"}})
-	f.fake.AddPool(wsID, compute.InstancePoolAndStats{InstancePoolId: "pool-zero", InstancePoolName: "pool-zero", NodeTypeId: "i3.xlarge"})
+	f.fake.AddPool(wsID, compute.InstancePoolAndStats{InstancePoolId: "pool-zero", InstancePoolName: "pool-zero", NodeTypeId: "i3.xlarge",
+		ForceSendFields: []string{"IdleInstanceAutoterminationMinutes"}}) // idle instances removed at once: nothing to drain
 	f.fake.AddWarehouse(wsID, sql.EndpointInfo{Id: "wh-bi", Name: "bi", State: sql.StateRunning})
 	f.fake.AddWarehouse(wsID, sql.EndpointInfo{Id: "wh-sls", Name: "serverless", State: sql.StateRunning, EnableServerlessCompute: true})
 	f.fake.AddWarehouse(wsID, sql.EndpointInfo{Id: "wh-off", Name: "off", State: sql.StateStopped})
@@ -84,7 +85,7 @@ func TestInventoryRecordsRunningClassicComputeOnly(t *testing.T) {
 	assert.ElementsMatch(t, []string{"c-ui", "c-api", "c-job"}, clusterIDs, "terminated clusters are not inventoried")
 	require.Len(t, inv.Pools, 1, "a pool with no idle instances and no settings to drain is left alone")
 	assert.Equal(t, rotation.PoolSettings{ID: "pool-a", Name: "pool-a", NodeTypeID: "i3.xlarge", MinIdleInstances: 2,
-		IdleInstanceAutoterminationMinutes: 30, MaxCapacity: 10, CustomTags: map[string]string{"team": "data"}}, inv.Pools[0])
+		IdleInstanceAutoterminationMinutes: new(30), MaxCapacity: new(10), CustomTags: map[string]string{"team": "data"}}, inv.Pools[0])
 	assert.Equal(t, []rotation.WarehouseRef{{ID: "wh-bi", Name: "bi"}}, inv.Warehouses, "serverless and stopped warehouses are left alone")
 	assert.ElementsMatch(t, []rotation.PipelineRef{{ID: "p-stream", Name: "stream", Continuous: true}, {ID: "p-batch", Name: "batch"}}, inv.Pipelines)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -404,9 +405,28 @@ func (s *Server) editPool(c *call) (any, error) {
 	p.p.MinIdleInstances = req.MinIdleInstances
 	p.p.RemoteDiskThroughput = req.RemoteDiskThroughput
 	p.p.TotalInitialRemoteDiskSize = req.TotalInitialRemoteDiskSize
-	p.p.ForceSendFields = nil
+	// The SDK lists every field the request carried in ForceSendFields; a field left out is unset
+	// (Databricks' default) and is absent from later GET and list answers, as a zero sent is present.
+	p.p.ForceSendFields = presentPoolFields(req.ForceSendFields)
 	s.setIdleTarget(p, req.MinIdleInstances, c.now)
 	return nil, nil
+}
+
+// optionalPoolFields are the pool fields the real API leaves out of its answers when unset, where 0
+// would mean something else (idle_instance_autotermination_minutes 0 removes idle instances at once).
+var optionalPoolFields = []string{"MinIdleInstances", "IdleInstanceAutoterminationMinutes", "MaxCapacity",
+	"RemoteDiskThroughput", "TotalInitialRemoteDiskSize"}
+
+// presentPoolFields keeps the optional pool fields among those a request or seed carried, so that a
+// zero that was set is sent back and an unset field is not.
+func presentPoolFields(carried []string) []string {
+	var out []string
+	for _, f := range optionalPoolFields {
+		if slices.Contains(carried, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // setIdleTarget makes the idle instance count follow min_idle_instances after TransitionDelay,

@@ -317,7 +317,7 @@ func (s *Server) addPool(ws int64, p compute.InstancePoolAndStats) string {
 		rec.idle, rec.pendingIdle = p.Stats.IdleCount, p.Stats.PendingIdleCount
 	}
 	p.Stats = nil
-	p.ForceSendFields = nil
+	p.ForceSendFields = presentPoolFields(p.ForceSendFields)
 	rec.p = p
 	s.computeOf(ws).pools.put(p.InstancePoolId, rec)
 	return p.InstancePoolId

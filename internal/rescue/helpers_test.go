@@ -558,7 +558,7 @@ func interleaved(iters ...*iter) steps {
 // warehouse and a continuous pipeline.
 func inventoryOf(ws string, n int) rotation.Inventory {
 	inv := rotation.Inventory{WorkspaceID: ws, TakenAt: t0,
-		Pools:      []rotation.PoolSettings{{ID: "0101-pool-" + ws, Name: "shared-pool", NodeTypeID: "i3.xlarge", MinIdleInstances: 2, IdleInstanceAutoterminationMinutes: 30}},
+		Pools:      []rotation.PoolSettings{{ID: "0101-pool-" + ws, Name: "shared-pool", NodeTypeID: "i3.xlarge", MinIdleInstances: 2, IdleInstanceAutoterminationMinutes: new(30)}},
 		Warehouses: []rotation.WarehouseRef{{ID: "wh" + ws[:8], Name: "reporting"}},
 		Pipelines:  []rotation.PipelineRef{{ID: "pl-" + ws, Name: "ingest", Continuous: true}},
 	}

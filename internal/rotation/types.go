@@ -87,6 +87,8 @@ type WorkspaceRun struct {
 	WorkspaceStat *WorkspaceStat `json:"workspace_status,omitempty"`
 	Restart       *RestartResult `json:"restart,omitempty"`
 	RestartStatus *ComputeStatus `json:"restart_status,omitempty"`
+	// QuietStatus is the last check of the storage quiet window loop (compute kept stopped).
+	QuietStatus *ComputeStatus `json:"quiet_status,omitempty"`
 	// KeyConfirmation is the last look at the workspace's key ids, after compute is back.
 	KeyConfirmation *WorkspaceStat `json:"key_confirmation,omitempty"`
 	// Error is where Catch puts {Error, Cause} when a step fails.
@@ -154,16 +156,19 @@ func (c ClusterRef) Restartable() bool {
 
 // PoolSettings is the editable configuration of an instance pool as it was before draining. The
 // pool edit API replaces every editable field, so all of them are kept to restore the pool exactly.
+// The optional fields are pointers because "unset" (Databricks' default) and 0 differ: an unset
+// idle_instance_autotermination_minutes keeps idle instances for the default time, 0 removes them at
+// once. nil is unset and is restored as unset (omitted from the edit).
 type PoolSettings struct {
 	ID                                 string            `json:"id"`
 	Name                               string            `json:"name"`
 	NodeTypeID                         string            `json:"node_type_id"`
 	MinIdleInstances                   int               `json:"min_idle_instances"`
-	IdleInstanceAutoterminationMinutes int               `json:"idle_instance_autotermination_minutes"`
-	MaxCapacity                        int               `json:"max_capacity,omitempty"`
+	IdleInstanceAutoterminationMinutes *int              `json:"idle_instance_autotermination_minutes,omitempty"`
+	MaxCapacity                        *int              `json:"max_capacity,omitempty"`
 	CustomTags                         map[string]string `json:"custom_tags,omitempty"`
-	RemoteDiskThroughput               int               `json:"remote_disk_throughput,omitempty"`
-	TotalInitialRemoteDiskSize         int               `json:"total_initial_remote_disk_size,omitempty"`
+	RemoteDiskThroughput               *int              `json:"remote_disk_throughput,omitempty"`
+	TotalInitialRemoteDiskSize         *int              `json:"total_initial_remote_disk_size,omitempty"`
 }
 
 // WarehouseRef is a classic or pro (non-serverless) SQL warehouse that was running.
@@ -194,6 +199,8 @@ type StopResult struct {
 const (
 	TargetStopped = "STOPPED"
 	TargetRunning = "RUNNING"
+	// TargetQuiet keeps compute stopped until the storage quiet window after the key change ends.
+	TargetQuiet = "QUIET"
 )
 
 // ComputeStatusInput is what the ComputeStatus task receives: the run and which state to wait for.
@@ -215,8 +222,16 @@ type ComputeStatus struct {
 	StillDown      []ResourceRef `json:"still_down,omitempty"`
 	StillDownCount int           `json:"still_down_count"`
 	// LateStopped lists compute that started after the inventory and was stopped before the PATCH.
-	LateStopped     []ResourceRef `json:"late_stopped,omitempty"`
-	DowntimeSeconds float64       `json:"downtime_seconds,omitempty"`
+	LateStopped []ResourceRef `json:"late_stopped,omitempty"`
+	// StoppedAgain lists inventoried compute that someone started again during the rotation and that
+	// was stopped again before the PATCH or during the quiet window; it is restarted at the end.
+	StoppedAgain []ResourceRef `json:"stopped_again,omitempty"`
+	// StartedLater counts what the restart checks started once it had settled (it was still
+	// stopping when the restart began), cumulated over the checks.
+	StartedLater *Counts `json:"started_later,omitempty"`
+	// QuietUntil is when the storage quiet window ends (set by the quiet window checks only).
+	QuietUntil      *time.Time `json:"quiet_until,omitempty"`
+	DowntimeSeconds float64    `json:"downtime_seconds,omitempty"`
 }
 
 // ResourceRef names one compute resource in a status or event.
@@ -261,8 +276,11 @@ type RestartResult struct {
 	NotRestartable      []ResourceRef `json:"not_restartable,omitempty"`
 	NotRestartableCount int           `json:"not_restartable_count"`
 	Failed              []ResourceRef `json:"failed,omitempty"`
-	More                bool          `json:"more"`
-	Cursor              int           `json:"cursor,omitempty"`
+	// Settling counts what was still stopping when the restart began (TERMINATING, STOPPING): it is
+	// started by the restart checks once it has settled, and kept pending until then.
+	Settling int  `json:"settling,omitempty"`
+	More     bool `json:"more"`
+	Cursor   int  `json:"cursor,omitempty"`
 }
 
 // MaxListed caps the resources named in a progress list of the state (pending, late stopped, not
