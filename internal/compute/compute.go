@@ -106,8 +106,6 @@ type lists struct {
 	pools, warehouses, pipelines bool
 }
 
-var listEverything = lists{clusterStates: clusterBusyStates, pools: true, warehouses: true, pipelines: true}
-
 // snapshot is the current state of a workspace's compute, read with list calls: a handful of pages
 // instead of one GET per resource, which matters at thousands of clusters and 30 requests/s.
 type snapshot struct {
@@ -522,7 +520,9 @@ func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rota
 		status.LateStopped, status.StoppedAgain = prev.LateStopped, prev.StoppedAgain
 	}
 	known := inventoryIDs(inv)
-	snap, err := t.snapshot(ctx, w, listEverything)
+	// Pools are read only when the inventory drained some: a pool left alone keeps no idle instances
+	// (min_idle 0, idle autotermination 0), and its used instances belong to clusters listed here.
+	snap, err := t.snapshot(ctx, w, lists{clusterStates: clusterBusyStates, pools: len(inv.Pools) > 0, warehouses: true, pipelines: true})
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
@@ -815,9 +815,9 @@ func stoppedByRequest(d compute.ClusterDetails) bool {
 	return d.TerminationReason == nil || d.TerminationReason.Type == "" || d.TerminationReason.Type == compute.TerminationReasonTypeSuccess
 }
 
-// startedSince reports whether a cluster was started (or restarted) at or after t.
+// startedSince reports whether a cluster was started (or restarted) after t.
 func startedSince(d compute.ClusterDetails, t time.Time) bool {
-	return max(d.StartTime, d.LastRestartedTime) >= t.UnixMilli()
+	return max(d.StartTime, d.LastRestartedTime) > t.UnixMilli()
 }
 
 func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (rotation.ComputeStatus, error) {

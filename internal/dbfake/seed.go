@@ -36,6 +36,9 @@ type WorkspaceSeed struct {
 	Pools      []compute.InstancePoolAndStats `json:"pools,omitempty"`
 	Warehouses []sql.EndpointInfo             `json:"warehouses,omitempty"`
 	Pipelines  []PipelineSeed                 `json:"pipelines,omitempty"`
+	// TerminatedJobClusters adds that many job clusters terminated in the last 30 days, as a
+	// job-heavy workspace has: clusters/list returns them all unless filter_by says otherwise.
+	TerminatedJobClusters int `json:"terminated_job_clusters,omitempty"`
 }
 
 // SeedFile is the JSON document a sandbox or a test loads into the fake.
@@ -95,6 +98,7 @@ func (s *Server) Seed(seed SeedFile) error {
 		for _, p := range w.Pipelines {
 			s.addPipeline(id, p, now)
 		}
+		s.addTerminatedJobClusters(id, w.TerminatedJobClusters, now)
 	}
 	return nil
 }
@@ -137,6 +141,9 @@ func (s *Server) validateSeed(seed SeedFile) error {
 			if _, ok := keys[ref.id]; ref.id != "" && !ok {
 				errs = append(errs, fmt.Errorf("%s.workspace.%s: key configuration %q is not seeded", at, ref.field, ref.id))
 			}
+		}
+		if w.TerminatedJobClusters < 0 {
+			errs = append(errs, fmt.Errorf("%s: terminated_job_clusters must not be negative, got %d", at, w.TerminatedJobClusters))
 		}
 		clusterIDs := map[string]bool{}
 		for j, c := range w.Clusters {
@@ -266,6 +273,29 @@ func (s *Server) addCluster(ws int64, c compute.ClusterDetails, now time.Time) s
 	c.ForceSendFields = nil
 	s.computeOf(ws).clusters.put(c.ClusterId, &clusterRec{d: c})
 	return c.ClusterId
+}
+
+// AddTerminatedJobClusters adds n job clusters that ran and terminated over the last 30 days (the
+// history clusters/list returns), spread evenly in time, and returns their ids.
+func (s *Server) AddTerminatedJobClusters(workspaceID int64, n int) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addTerminatedJobClusters(workspaceID, n, s.now())
+}
+
+func (s *Server) addTerminatedJobClusters(ws int64, n int, now time.Time) []string {
+	ids := make([]string, 0, n)
+	for i := range n {
+		ended := now.Add(-time.Duration(i+1) * 30 * 24 * time.Hour / time.Duration(n+1))
+		id := s.addCluster(ws, compute.ClusterDetails{
+			ClusterId: fmt.Sprintf("%s-job-%06d", ended.Format("0102-150405"), i), ClusterName: fmt.Sprintf("job-%d-run-%d", i%97, i),
+			ClusterSource: compute.ClusterSourceJob, State: compute.StateTerminated,
+			StartTime: millis(ended.Add(-20 * time.Minute)), TerminatedTime: millis(ended),
+			TerminationReason: &compute.TerminationReason{Code: compute.TerminationReasonCodeJobFinished, Type: compute.TerminationReasonTypeSuccess},
+		}, now)
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // StartClusterBehindRotator adds (or restarts) a RUNNING cluster mid-run, as a user or a job
