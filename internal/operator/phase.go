@@ -52,7 +52,10 @@ var phases = map[string]string{
 	"WaitForWorkspaceAgain": phaseVerifying,
 	"QuietWindow?":          phaseVerifying,
 
-	"QuietWindow": phaseQuietWindow,
+	"QuietWindow":              phaseQuietWindow,
+	"QuietWindowOver?":         phaseQuietWindow,
+	"WaitInQuietWindow":        phaseQuietWindow,
+	"QuietWindowWithoutChecks": phaseQuietWindow,
 
 	"RestartCompute":      phaseRestarting,
 	"RestartMore?":        phaseRestarting,

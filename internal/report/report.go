@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
@@ -67,6 +68,8 @@ type Detail struct {
 	StillDownCount       int                    `json:"still_down_count,omitempty"`
 	StillDownUnknown     bool                   `json:"still_down_unknown,omitempty"`
 	LateStopped          []rotation.ResourceRef `json:"late_stopped,omitempty"`
+	StoppedAgain         []rotation.ResourceRef `json:"stopped_again,omitempty"`
+	Settling             int                    `json:"settling,omitempty"`
 	DowntimeSeconds      float64                `json:"downtime_seconds,omitempty"`
 	QuietWindowSeconds   int                    `json:"quiet_window_seconds,omitempty"`
 	WouldCreateKeyConfig bool                   `json:"would_create_key_config,omitempty"`
@@ -170,12 +173,24 @@ func (Task) build(in Input) (rotation.Report, error) {
 		}
 		d.Stopped = &counts
 	}
-	if run.StopStatus != nil {
-		d.LateStopped = run.StopStatus.LateStopped
+	// Started again by users during the downtime and stopped again: before the PATCH (stop_status)
+	// and during the storage quiet window (quiet_status).
+	for _, st := range []*rotation.ComputeStatus{run.StopStatus, run.QuietStatus} {
+		if st != nil {
+			d.LateStopped = mergeRefs(d.LateStopped, st.LateStopped)
+			d.StoppedAgain = mergeRefs(d.StoppedAgain, st.StoppedAgain)
+		}
 	}
 	if run.Restart != nil {
 		started := run.Restart.Started
+		if run.RestartStatus != nil && run.RestartStatus.StartedLater != nil {
+			// Still stopping when the restart began, started by a later check once settled.
+			later := *run.RestartStatus.StartedLater
+			started = rotation.Counts{Clusters: started.Clusters + later.Clusters, Pools: started.Pools + later.Pools,
+				Warehouses: started.Warehouses + later.Warehouses, Pipelines: started.Pipelines + later.Pipelines}
+		}
 		d.Restarted = &started
+		d.Settling = run.Restart.Settling
 		d.NotRestarted = run.Restart.NotRestartable
 		d.NotRestartedCount = run.Restart.NotRestartableCount
 	}
@@ -278,4 +293,14 @@ func errorDetail(e *rotation.StepError) *ErrorDetail {
 		out.Message = lambdaErr.ErrorMessage
 	}
 	return out
+}
+
+// mergeRefs appends the resources of more that list does not name yet.
+func mergeRefs(list, more []rotation.ResourceRef) []rotation.ResourceRef {
+	for _, r := range more {
+		if !slices.ContainsFunc(list, func(x rotation.ResourceRef) bool { return x.Kind == r.Kind && x.ID == r.ID }) {
+			list = append(list, r)
+		}
+	}
+	return list
 }

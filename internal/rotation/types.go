@@ -89,6 +89,9 @@ type WorkspaceRun struct {
 	RestartStatus *ComputeStatus `json:"restart_status,omitempty"`
 	// QuietStatus is the last check of the storage quiet window loop (compute kept stopped).
 	QuietStatus *ComputeStatus `json:"quiet_status,omitempty"`
+	// QuietError is where Catch puts a failure of the quiet window checks; the rotation then waits out
+	// a whole window without checks, and the error is kept apart from Error (nothing failed the rotation).
+	QuietError *StepError `json:"quiet_error,omitempty"`
 	// KeyConfirmation is the last look at the workspace's key ids, after compute is back.
 	KeyConfirmation *WorkspaceStat `json:"key_confirmation,omitempty"`
 	// Error is where Catch puts {Error, Cause} when a step fails.
