@@ -319,7 +319,7 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		after:     after,
 		changes:   changes,
 		behaviour: b,
-		delay:     max(s.opts.WorkspaceUpdateDelay, b.ProvisioningFor),
+		delay:     max(s.delay(workspaceUpdateTime), b.ProvisioningFor),
 	}
 	r.upd = u
 	resp := u.accepted()

@@ -26,8 +26,9 @@ type workspaceCompute struct {
 }
 
 type clusterRec struct {
-	d  compute.ClusterDetails
-	tl timeline
+	d         compute.ClusterDetails
+	tl        timeline
+	userActed bool // realistic mode: a user already decided whether to start it again
 }
 
 type poolRec struct {
@@ -38,8 +39,9 @@ type poolRec struct {
 }
 
 type warehouseRec struct {
-	w  sql.EndpointInfo
-	tl timeline
+	w         sql.EndpointInfo
+	tl        timeline
+	userActed bool // realistic mode: a client already decided whether to resume it
 }
 
 type pipelineRec struct {
@@ -258,7 +260,9 @@ func (s *Server) terminateCluster(rec *clusterRec, now time.Time) {
 	rec.tl.reset()
 	rec.d.State = compute.StateTerminating
 	rec.d.StateMessage = ""
-	rec.tl.schedule(now.Add(s.opts.TransitionDelay), func(at time.Time) {
+	terminated := now.Add(s.delay(clusterTerminate))
+	defer s.userRestartsCluster(rec, terminated)
+	rec.tl.schedule(terminated, func(at time.Time) {
 		rec.d.State = compute.StateTerminated
 		rec.d.StateMessage = ""
 		rec.d.TerminatedTime = millis(at)
@@ -297,7 +301,7 @@ func (s *Server) startCluster(rec *clusterRec, now time.Time, failReason string)
 	rec.d.StateMessage = "Finding instances for new nodes, acquiring more instances if necessary"
 	rec.d.TerminationReason = nil
 	rec.d.TerminatedTime = 0
-	rec.tl.schedule(now.Add(s.opts.TransitionDelay), func(at time.Time) {
+	rec.tl.schedule(now.Add(s.delay(clusterStart)), func(at time.Time) {
 		if failReason != "" {
 			rec.d.State = compute.StateTerminated
 			rec.d.StateMessage = failReason
@@ -440,7 +444,7 @@ func (s *Server) setIdleTarget(p *poolRec, target int, now time.Time) {
 	if target > p.idle {
 		p.pendingIdle = target - p.idle
 	}
-	p.tl.schedule(now.Add(s.opts.TransitionDelay), func(time.Time) {
+	p.tl.schedule(now.Add(s.delay(poolFill)), func(time.Time) {
 		p.idle = target
 		p.pendingIdle = 0
 	})
@@ -494,11 +498,13 @@ func (s *Server) stopWarehouse(c *call) (any, error) {
 	}
 	w.tl.reset()
 	w.w.State = sql.StateStopping
-	w.tl.schedule(c.now.Add(s.opts.TransitionDelay), func(time.Time) {
+	stopped := c.now.Add(s.delay(warehouseStop))
+	w.tl.schedule(stopped, func(time.Time) {
 		w.w.State = sql.StateStopped
 		w.w.NumClusters = 0
 		w.w.NumActiveSessions = 0
 	})
+	s.userResumesWarehouse(w, stopped)
 	return nil, nil
 }
 
@@ -513,13 +519,17 @@ func (s *Server) startWarehouse(c *call) (any, error) {
 	case sql.StateDeleted, sql.StateDeleting:
 		return nil, badRequest("INVALID_STATE", "Warehouse %s is %s", w.w.Id, w.w.State)
 	}
+	s.resumeWarehouse(w, c.now)
+	return nil, nil
+}
+
+func (s *Server) resumeWarehouse(w *warehouseRec, now time.Time) {
 	w.tl.reset()
 	w.w.State = sql.StateStarting
-	w.tl.schedule(c.now.Add(s.opts.TransitionDelay), func(time.Time) {
+	w.tl.schedule(now.Add(s.delay(warehouseStart)), func(time.Time) {
 		w.w.State = sql.StateRunning
 		w.w.NumClusters = max(1, w.w.MinNumClusters)
 	})
-	return nil, nil
 }
 
 // --- pipelines ---------------------------------------------------------------------------------
@@ -599,7 +609,7 @@ func (s *Server) stopPipeline(c *call) (any, error) {
 	if cl := s.computeOf(c.wsID).clusters.get(p.clusterID); cl != nil {
 		s.terminateCluster(cl, c.now)
 	}
-	p.tl.schedule(c.now.Add(s.opts.TransitionDelay), func(time.Time) {
+	p.tl.schedule(c.now.Add(s.delay(pipelineStop)), func(time.Time) {
 		p.state = pipelines.PipelineStateIdle
 		setLatestUpdate(p, pipelines.UpdateStateInfoStateCanceled)
 	})
@@ -629,7 +639,7 @@ func (s *Server) startPipelineUpdate(c *call) (any, error) {
 	if cl := s.computeOf(c.wsID).clusters.get(p.clusterID); cl != nil && cl.d.State == compute.StateTerminated {
 		s.startCluster(cl, c.now, "")
 	}
-	p.tl.schedule(c.now.Add(s.opts.TransitionDelay), func(time.Time) {
+	p.tl.schedule(c.now.Add(s.delay(pipelineStart)), func(time.Time) {
 		p.state = pipelines.PipelineStateRunning
 		setLatestUpdate(p, pipelines.UpdateStateInfoStateRunning)
 	})

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -53,6 +54,9 @@ type Options struct {
 	TransitionDelay time.Duration
 	// WorkspaceUpdateDelay is how long an accepted workspace PATCH takes to show.
 	WorkspaceUpdateDelay time.Duration
+	// Realistic, when set, replaces TransitionDelay and WorkspaceUpdateDelay with Databricks-like
+	// latencies drawn at random (and lets users start compute again mid-rotation); see RealisticTime.
+	Realistic *RealisticTime
 	// PageSize caps the page size of paginated lists (and is the default page size). Default 100.
 	PageSize int
 	// Addr is the listen address. Default "127.0.0.1:0".
@@ -100,6 +104,7 @@ type Server struct {
 	closed   sync.Once
 
 	mu         sync.Mutex
+	rng        *mathrand.Rand // Realistic mode only; guarded by mu
 	workspaces ordered[workspaceRec]
 	keys       ordered[provisioning.CustomerManagedKey]
 	compute    map[int64]*workspaceCompute
@@ -144,6 +149,12 @@ func Start(opts Options) (*Server, error) {
 	s.log = s.log.With("component", "dbfake")
 	if s.now == nil {
 		s.now = time.Now
+	}
+	if r := opts.Realistic; r != nil {
+		if r.Minute <= 0 {
+			return nil, fmt.Errorf("dbfake: Options.Realistic.Minute must be positive, got %v", r.Minute)
+		}
+		s.rng = mathrand.New(mathrand.NewPCG(r.Seed, r.Seed^0x9e3779b97f4a7c15))
 	}
 	if opts.RateLimit > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.RateLimit), max(1, int(opts.RateLimit)))
