@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +51,7 @@ func start(t *testing.T, customise func(*rig.Options)) *scenario {
 	t.Cleanup(cancel)
 	opts := rig.Options{
 		RepoRoot: root, BuildDir: buildDir, Seed: rig.DemoSeed(rig.DefaultRegion), ClientSecret: testSecret,
-		Fake: dbfake.Options{TransitionDelay: 100 * time.Millisecond, WorkspaceUpdateDelay: 100 * time.Millisecond},
+		Fake: fakeTime(t),
 	}
 	if customise != nil {
 		customise(&opts)
@@ -76,6 +77,21 @@ func start(t *testing.T, customise func(*rig.Options)) *scenario {
 	s := &scenario{t: t, ctx: ctx, rig: r}
 	t.Cleanup(s.assertNoSecretLeaked)
 	return s
+}
+
+// fakeTime is how the fake's time runs in a scenario. By default it is realistic (dbfake.RealisticTime):
+// Databricks' relative latencies with one Databricks minute lasting 20ms, each transition landing at
+// a random moment between two checks, and users starting compute again mid-rotation, so that every
+// scenario and every fault row also meets what a production rotation meets. The generator is seeded
+// from the test's name (reproducible per test; ROTATOR_FAKE_SEED adds to it to explore other draws).
+// ROTATOR_FAKE_TIME=fast restores the fixed 100ms transitions.
+func fakeTime(t *testing.T) dbfake.Options {
+	if os.Getenv("ROTATOR_FAKE_TIME") == "fast" {
+		return dbfake.Options{TransitionDelay: 100 * time.Millisecond, WorkspaceUpdateDelay: 100 * time.Millisecond}
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(t.Name() + os.Getenv("ROTATOR_FAKE_SEED")))
+	return dbfake.Options{Realistic: &dbfake.RealisticTime{Minute: 20 * time.Millisecond, Seed: h.Sum64(), UserRestarts: true}}
 }
 
 func skipOrFail(t *testing.T, why string) {
