@@ -110,3 +110,24 @@ func TestAnUnknownKindIsInvalidInput(t *testing.T) {
 	_, err := report.Task{}.Handle(context.Background(), report.Input{Kind: "party"})
 	require.Error(t, err)
 }
+
+func TestASuccessNamesWhatWasStoppedAgainAndCountsWhatTheChecksStartedLater(t *testing.T) {
+	r := run()
+	r.StopStatus = &rotation.ComputeStatus{Done: true,
+		StoppedAgain: []rotation.ResourceRef{{Kind: "cluster", ID: "c1"}},
+		LateStopped:  []rotation.ResourceRef{{Kind: "cluster", ID: "job-run-1"}}}
+	r.QuietStatus = &rotation.ComputeStatus{Done: true,
+		StoppedAgain: []rotation.ResourceRef{{Kind: "cluster", ID: "c1"}, {Kind: "warehouse", ID: "w1"}},
+		LateStopped:  []rotation.ResourceRef{{Kind: "cluster", ID: "job-run-2"}}}
+	r.Restart = &rotation.RestartResult{Started: rotation.Counts{Clusters: 1, Pools: 1}, Settling: 1}
+	r.RestartStatus = &rotation.ComputeStatus{Done: true, StartedLater: &rotation.Counts{Clusters: 1}}
+
+	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindSucceeded, Run: r})
+	require.NoError(t, err)
+	d := detail(t, out)
+	assert.Equal(t, []rotation.ResourceRef{{Kind: "cluster", ID: "c1"}, {Kind: "warehouse", ID: "w1"}}, d.StoppedAgain,
+		"before the PATCH and in the quiet window, each named once")
+	assert.Equal(t, []rotation.ResourceRef{{Kind: "cluster", ID: "job-run-1"}, {Kind: "cluster", ID: "job-run-2"}}, d.LateStopped)
+	assert.Equal(t, &rotation.Counts{Clusters: 2, Pools: 1}, d.Restarted, "a cluster started once it had settled is restarted too")
+	assert.Equal(t, 1, d.Settling)
+}
