@@ -275,7 +275,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
 		"WORKSPACE_PROVISIONING_GRACE": "20s",
-		"DATABRICKS_RATE_LIMIT": "100",
+		"DATABRICKS_RATE_LIMIT":        "100",
 	}
 	if r.Fake != nil {
 		env["DATABRICKS_HOST"] = r.Fake.URL()

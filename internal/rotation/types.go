@@ -257,8 +257,9 @@ type WorkspaceStat struct {
 	CheckedAt        time.Time  `json:"checked_at"`
 	PollAfterSeconds int        `json:"poll_after_seconds"`
 	// OutlastedBudget is set while the update budget has run out but the workspace still shows
-	// PROVISIONING: compute must not start into the update, so the check keeps waiting.
-	OutlastedBudget bool `json:"outlasted_budget,omitempty"`
+	// PROVISIONING: compute must not start into the update, so the check keeps waiting. Never
+	// omitted: the OnNewKey? Choice reads it, and a missing path fails the execution.
+	OutlastedBudget bool `json:"outlasted_budget"`
 }
 
 // RestartResult is the output of RestartCompute, stored at $.restart. Started counts what was started
