@@ -110,3 +110,36 @@ func TestAnUnknownKindIsInvalidInput(t *testing.T) {
 	_, err := report.Task{}.Handle(context.Background(), report.Input{Kind: "party"})
 	require.Error(t, err)
 }
+
+func TestAnUpdateStillProvisioningSaysComputeWasLeftStoppedOnPurpose(t *testing.T) {
+	r := run()
+	r.Patch = &rotation.PatchResult{}
+	r.Error = &rotation.StepError{Error: "WorkspaceUpdateTimedOut", Cause: `{"errorMessage":"workspace 11 is still PROVISIONING","errorType":"WorkspaceUpdateTimedOut"}`}
+	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: r})
+	require.NoError(t, err)
+	d := detail(t, out)
+	assert.True(t, d.StillDownUnknown, "everything in inventory is named")
+	assert.Equal(t, r.Inventory, d.Inventory)
+	assert.Contains(t, d.Message, "left stopped rather than started into the update")
+	assert.Empty(t, d.EndedOnKeyConfigID, "unknown until the update ends")
+}
+
+func TestTheEventsSayWhichKeyTheWorkspaceEndedOn(t *testing.T) {
+	reverted := run()
+	reverted.Patch = &rotation.PatchResult{}
+	reverted.Error = &rotation.StepError{Error: "WorkspaceReverted", Cause: "reverted"}
+	reverted.Restart = &rotation.RestartResult{}
+	reverted.RestartStatus = &rotation.ComputeStatus{Done: true}
+	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: reverted})
+	require.NoError(t, err)
+	d := detail(t, out)
+	assert.Equal(t, "old-cfg", d.EndedOnKeyConfigID)
+	assert.Contains(t, d.Message, "RUNNING on its previous key configuration")
+
+	rotated := run()
+	rotated.Patch = &rotation.PatchResult{}
+	rotated.WorkspaceStat = &rotation.WorkspaceStat{Done: true}
+	out, err = report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindSucceeded, Run: rotated})
+	require.NoError(t, err)
+	assert.Equal(t, "new-cfg", detail(t, out).EndedOnKeyConfigID)
+}
