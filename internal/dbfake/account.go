@@ -311,6 +311,9 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		return nil, err
 	}
 	current := r.view(c.now)
+	// Both refusals are INVALID_STATE, as on the real service; only the compute one's wording is
+	// documented (terraform-provider-databricks #4491). A client must tell them apart by reading
+	// the workspace, not by this message.
 	if current.WorkspaceStatus != provisioning.WorkspaceStatusRunning {
 		return nil, badRequest("INVALID_STATE", "Workspace %d is %s; only a RUNNING workspace can be updated",
 			current.WorkspaceId, current.WorkspaceStatus)
