@@ -250,10 +250,27 @@ func (Task) build(in Input) (rotation.Report, error) {
 	} else if run.Patch != nil && run.Error != nil && run.Error.Error == "WorkspaceReverted" {
 		d.Message += " The update did not take: the workspace is RUNNING on its previous key configuration (see error)."
 		d.EndedOnKeyConfigID = run.Workspace.PreviousManagedKeyID
+	} else if run.Patch == nil && d.Phase == "patch-workspace" && mayHaveSentPatch(run.Error) {
+		// A PATCH whose answer was lost may still have been applied: do not claim the old key.
+		d.Message += " A PATCH may have reached Databricks before the failure, so the workspace may be on the new key configuration; check managed_services_customer_managed_key_id."
 	} else if run.Patch != nil {
 		d.Message += " The workspace is not confirmed on the new key configuration; check managed_services_customer_managed_key_id."
 	}
 	return rotation.Report{DetailType: rotation.DetailRotationFailed, Outcome: d.Outcome, Detail: d}, nil
+}
+
+// mayHaveSentPatch is false for the PatchWorkspace errors that come before or instead of an
+// applied PATCH (a refusal, bad input, a failed workspace), true for the rest: a 5xx, a timeout or a
+// crash can follow a PATCH that Databricks applied.
+func mayHaveSentPatch(e *rotation.StepError) bool {
+	if e == nil {
+		return true
+	}
+	switch e.Error {
+	case "ComputeStillRunning", "ComputeStopTimedOut", "InvalidInput", "WorkspaceFailed":
+		return false
+	}
+	return true
 }
 
 // phase names the step that failed: the furthest step the run had reached. Compensation only adds

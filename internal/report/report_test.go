@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,4 +143,20 @@ func TestTheEventsSayWhichKeyTheWorkspaceEndedOn(t *testing.T) {
 	out, err = report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindSucceeded, Run: rotated})
 	require.NoError(t, err)
 	assert.Equal(t, "new-cfg", detail(t, out).EndedOnKeyConfigID)
+}
+
+func TestAPatchThatFailedAfterPossiblyReachingDatabricksDoesNotClaimTheOldKey(t *testing.T) {
+	for _, tc := range []struct {
+		errorType string
+		mayHave   bool
+	}{{"DatabricksUnavailable", true}, {"Sandbox.Timedout", true}, {"ComputeStopTimedOut", false}} {
+		r := run()
+		r.StopStatus = &rotation.ComputeStatus{Done: true}
+		r.Error = &rotation.StepError{Error: tc.errorType, Cause: "x"}
+		out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: r})
+		require.NoError(t, err)
+		d := detail(t, out)
+		assert.Equal(t, "patch-workspace", d.Phase)
+		assert.Equal(t, tc.mayHave, strings.Contains(d.Message, "may be on the new key configuration"), "%s: %s", tc.errorType, d.Message)
+	}
 }
