@@ -41,12 +41,12 @@ const (
 	pricePerRequest      = 0.20 / 1e6    // Lambda, per request
 	pricePerGBSecondArm  = 0.0000133334  // Lambda arm64, per GB-second
 	reminderTransitions  = 2             // retirement-reminder.asl.json: WaitOneDay, PublishRetirable
-	productionBudgetsEnv = "30m/30m/15m" // STOP_BUDGET/START_BUDGET/WORKSPACE_UPDATE_BUDGET
+	productionBudgetsEnv = "30m/30m/30m" // STOP_BUDGET/START_BUDGET/WORKSPACE_UPDATE_BUDGET
 )
 
 // productionBudgets undo the sandbox's short budgets, which exist to make timeout scenarios quick:
 // with real delays they would fire.
-var productionBudgets = map[string]string{"STOP_BUDGET": "30m", "START_BUDGET": "30m", "WORKSPACE_UPDATE_BUDGET": "15m", "STORAGE_UPDATE_BUDGET": "45m"}
+var productionBudgets = map[string]string{"STOP_BUDGET": "30m", "START_BUDGET": "30m", "WORKSPACE_UPDATE_BUDGET": "30m", "STORAGE_UPDATE_BUDGET": "45m", "WORKSPACE_PROVISIONING_GRACE": "60m"}
 
 // startRig starts the sandbox with the definitions' own Wait durations (no override) and the
 // given Databricks delays.

@@ -29,6 +29,35 @@ type PatchBehaviour struct {
 	EndIn provisioning.WorkspaceStatus
 	// StuckProvisioning leaves the workspace PROVISIONING with the old values forever.
 	StuckProvisioning bool
+	// Rollback ends the update RUNNING on the old values without ever showing the new ones: after
+	// a PROVISIONING phase, the workspace is back on its previous key configuration.
+	Rollback bool
+}
+
+// WorkspaceUpdateSpan is one accepted workspace PATCH as the fake played it, on the fake's clock:
+// tests hold other calls (a cluster start, say) against the time the workspace was PROVISIONING.
+type WorkspaceUpdateSpan struct {
+	WorkspaceID int64
+	Accepted    time.Time
+	// ProvisioningUntil is when the workspace stops showing PROVISIONING; zero when it never
+	// showed it, and the zero time too for a StuckProvisioning update (see Stuck).
+	ProvisioningUntil time.Time
+	Stuck             bool
+}
+
+// Provisioning reports whether the workspace showed PROVISIONING at t because of this update.
+func (u WorkspaceUpdateSpan) Provisioning(t time.Time) bool {
+	if t.Before(u.Accepted) {
+		return false
+	}
+	return u.Stuck || t.Before(u.ProvisioningUntil)
+}
+
+// WorkspaceUpdates returns every accepted workspace PATCH, oldest first.
+func (s *Server) WorkspaceUpdates() []WorkspaceUpdateSpan {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]WorkspaceUpdateSpan(nil), s.updateLog...)
 }
 
 // SetPatchBehaviour scripts later PATCHes of a workspace. The zero value restores the default.
@@ -86,7 +115,7 @@ func (r *workspaceRec) view(now time.Time) provisioning.Workspace {
 func (u *workspaceUpdate) final() provisioning.Workspace {
 	b := u.behaviour
 	switch {
-	case b.SilentRevert:
+	case b.SilentRevert, b.Rollback:
 		return withStatus(u.before, provisioning.WorkspaceStatusRunning, msgRunning)
 	case b.EndIn != "" && b.EndIn != provisioning.WorkspaceStatusRunning:
 		return withStatus(u.before, b.EndIn,
@@ -282,6 +311,9 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		return nil, err
 	}
 	current := r.view(c.now)
+	// Both refusals are INVALID_STATE, as on the real service; only the compute one's wording is
+	// documented (terraform-provider-databricks #4491). A client must tell them apart by reading
+	// the workspace, not by this message.
 	if current.WorkspaceStatus != provisioning.WorkspaceStatusRunning {
 		return nil, badRequest("INVALID_STATE", "Workspace %d is %s; only a RUNNING workspace can be updated",
 			current.WorkspaceId, current.WorkspaceStatus)
@@ -322,6 +354,11 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		delay:     max(s.delay(workspaceUpdateTime), b.ProvisioningFor),
 	}
 	r.upd = u
+	span := WorkspaceUpdateSpan{WorkspaceID: current.WorkspaceId, Accepted: c.now, Stuck: b.StuckProvisioning}
+	if b.ProvisioningFor > 0 && !b.StuckProvisioning {
+		span.ProvisioningUntil = c.now.Add(b.ProvisioningFor)
+	}
+	s.updateLog = append(s.updateLog, span)
 	resp := u.accepted()
 	r.view(c.now) // lands at once when there is no delay
 	s.log.Info("dbfake: workspace update accepted", "workspace_id", current.WorkspaceId,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -569,7 +570,78 @@ func TestWorkspacePatchBehaviours(t *testing.T) {
 		ws := s.Workspace(wsID)
 		assert.Equal(t, provisioning.WorkspaceStatusProvisioning, ws.WorkspaceStatus)
 		assert.Equal(t, oldManagedKey, ws.ManagedServicesCustomerManagedKeyId)
+		spans := s.WorkspaceUpdates()
+		require.Len(t, spans, 1)
+		assert.True(t, spans[0].Stuck)
+		assert.True(t, spans[0].Provisioning(clock.Now()))
 	})
+
+	t.Run("a rollback is PROVISIONING on the old key, then RUNNING on the old key", func(t *testing.T) {
+		clock := newFakeClock()
+		s := startFake(t, Options{Now: clock.Now})
+		seedRotation(t, s)
+		s.SetPatchBehaviour(wsID, PatchBehaviour{ProvisioningFor: 10 * time.Minute, Rollback: true})
+		api := provisioning.NewWorkspaces(accountClient(t, s))
+
+		accepted := clock.Now()
+		_, err := patchManagedKey(ctx, api, newManagedKey)
+		require.NoError(t, err)
+		clock.Advance(5 * time.Minute)
+		ws := s.Workspace(wsID)
+		assert.Equal(t, provisioning.WorkspaceStatusProvisioning, ws.WorkspaceStatus)
+		assert.Equal(t, oldManagedKey, ws.ManagedServicesCustomerManagedKeyId, "the new key never shows")
+		clock.Advance(5 * time.Minute)
+		ws = s.Workspace(wsID)
+		assert.Equal(t, provisioning.WorkspaceStatusRunning, ws.WorkspaceStatus)
+		assert.Equal(t, oldManagedKey, ws.ManagedServicesCustomerManagedKeyId)
+
+		spans := s.WorkspaceUpdates()
+		require.Len(t, spans, 1)
+		assert.Equal(t, WorkspaceUpdateSpan{WorkspaceID: wsID, Accepted: accepted, ProvisioningUntil: accepted.Add(10 * time.Minute)}, spans[0])
+		assert.True(t, spans[0].Provisioning(accepted.Add(9*time.Minute)))
+		assert.False(t, spans[0].Provisioning(accepted.Add(10*time.Minute)))
+		assert.False(t, spans[0].Provisioning(accepted.Add(-time.Second)))
+	})
+}
+
+func TestALostResponseFaultAppliesTheCallAndAnswersTheFault(t *testing.T) {
+	ctx := context.Background()
+	for _, status := range []int{500, 504} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			clock := newFakeClock()
+			s := startFake(t, Options{Now: clock.Now})
+			seedRotation(t, s)
+			s.SetPatchBehaviour(wsID, PatchBehaviour{ProvisioningFor: 10 * time.Minute})
+			s.InjectFault(Fault{Method: "PATCH", Path: "/workspaces/", Status: status, LoseResponse: true, Times: 1})
+			api := provisioning.NewWorkspaces(accountClient(t, s))
+
+			_, err := patchManagedKey(ctx, api, newManagedKey)
+			var apiErr *apierr.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, status, apiErr.StatusCode, "the caller sees the fault")
+			ws := s.Workspace(wsID)
+			assert.Equal(t, provisioning.WorkspaceStatusProvisioning, ws.WorkspaceStatus, "but the update was accepted")
+			require.Len(t, s.WorkspaceUpdates(), 1)
+
+			// The retry meets the update in flight: refused because the workspace is not RUNNING,
+			// with a message that does not claim compute is running.
+			_, err = patchManagedKey(ctx, api, newManagedKey)
+			require.ErrorIs(t, err, apierr.ErrInvalidState)
+			assert.Contains(t, err.Error(), "PROVISIONING")
+			assert.NotContains(t, err.Error(), "terminate all")
+
+			var patches []Request
+			for _, r := range s.Requests() {
+				if r.Method == "PATCH" {
+					patches = append(patches, r)
+				}
+			}
+			require.Len(t, patches, 2)
+			assert.True(t, patches[0].Injected)
+			assert.Equal(t, status, patches[0].Status)
+			assert.False(t, patches[1].Injected)
+		})
+	}
 }
 
 func TestPipelineComputeBlocksUntilStopped(t *testing.T) {

@@ -25,6 +25,10 @@ type Fault struct {
 	Times int
 	// Delay is slept before answering, without holding any lock.
 	Delay time.Duration
+	// LoseResponse lets the call reach the handler and change state, then answers with Status
+	// instead of the handler's answer: the request was accepted but its response was lost (a 500
+	// or 504 from a proxy, a timeout), which is what makes a retry meet its own update in flight.
+	LoseResponse bool
 }
 
 type faultRule struct {

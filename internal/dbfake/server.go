@@ -109,6 +109,7 @@ type Server struct {
 	keys       ordered[provisioning.CustomerManagedKey]
 	compute    map[int64]*workspaceCompute
 	behaviours map[int64]PatchBehaviour
+	updateLog  []WorkspaceUpdateSpan
 	tokens     map[string]time.Time // issued OAuth access token -> expiry
 	faults     []*faultRule
 	requests   []Request
@@ -340,17 +341,31 @@ func (s *Server) serve(r *http.Request, rt *route, params []string, body []byte,
 		}
 	}
 
+	var lost *Fault
 	if f, ok := s.takeFault(r.Method, r.URL.Path); ok {
 		rec.Injected = f.Status != 0
 		if err := sleep(r.Context(), f.Delay); err != nil {
 			return errorResult(&apiError{status: 499, code: "CANCELLED", message: "request cancelled"})
 		}
-		if f.Status != 0 {
+		switch {
+		case f.Status != 0 && f.LoseResponse:
+			lost = &f
+		case f.Status != 0:
 			s.log.Info("dbfake: injected fault", "method", r.Method, "path", r.URL.Path, "status", f.Status)
 			return faultResult(f)
 		}
 	}
+	if lost != nil {
+		// The handler runs and its change stays; only the answer is replaced.
+		_ = s.handle(r, rt, params, c)
+		s.log.Info("dbfake: injected fault after the call took effect", "method", r.Method, "path", r.URL.Path, "status", lost.Status)
+		return faultResult(*lost)
+	}
+	return s.handle(r, rt, params, c)
+}
 
+// handle runs the route's handler under the lock, after the gates of serve.
+func (s *Server) handle(r *http.Request, rt *route, params []string, c *call) result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c.now = s.now()

@@ -50,6 +50,7 @@ var phases = map[string]string{
 	"ConfirmKey":            phaseVerifying,
 	"OnNewKey?":             phaseVerifying,
 	"WaitForWorkspaceAgain": phaseVerifying,
+	"WaitForUpdateToEnd":    phaseVerifying,
 	"QuietWindow?":          phaseVerifying,
 
 	"QuietWindow":              phaseQuietWindow,

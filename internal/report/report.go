@@ -46,15 +46,18 @@ type Input struct {
 
 // Detail is the event detail; fields are omitted where they do not apply.
 type Detail struct {
-	Outcome              string                 `json:"outcome"`
-	Message              string                 `json:"message"`
-	WorkspaceID          string                 `json:"workspace_id,omitempty"`
-	WorkspaceName        string                 `json:"workspace_name,omitempty"`
-	KeyARN               string                 `json:"key_arn,omitempty"`
-	UseCases             []string               `json:"use_cases,omitempty"`
-	PreviousKeyConfigID  string                 `json:"previous_key_config_id,omitempty"`
-	PreviousKeyARN       string                 `json:"previous_key_arn,omitempty"`
-	NewKeyConfigID       string                 `json:"new_key_config_id,omitempty"`
+	Outcome             string   `json:"outcome"`
+	Message             string   `json:"message"`
+	WorkspaceID         string   `json:"workspace_id,omitempty"`
+	WorkspaceName       string   `json:"workspace_name,omitempty"`
+	KeyARN              string   `json:"key_arn,omitempty"`
+	UseCases            []string `json:"use_cases,omitempty"`
+	PreviousKeyConfigID string   `json:"previous_key_config_id,omitempty"`
+	PreviousKeyARN      string   `json:"previous_key_arn,omitempty"`
+	NewKeyConfigID      string   `json:"new_key_config_id,omitempty"`
+	// EndedOnKeyConfigID is the managed services key configuration the workspace was last seen
+	// RUNNING on, when the run knows it: the new one on success, the previous one after a revert.
+	EndedOnKeyConfigID   string                 `json:"ended_on_key_config_id,omitempty"`
 	Execution            string                 `json:"execution,omitempty"`
 	Phase                string                 `json:"phase,omitempty"`
 	Error                *ErrorDetail           `json:"error,omitempty"`
@@ -217,6 +220,7 @@ func (Task) build(in Input) (rotation.Report, error) {
 		return rotation.Report{DetailType: rotation.DetailRotationPlan, Outcome: d.Outcome, Detail: d}, nil
 	case KindSucceeded:
 		d.Outcome = rotation.OutcomeRotated
+		d.EndedOnKeyConfigID = run.KeyConfigID
 		d.Message = "The workspace is on the new key configuration and its compute is back."
 		if len(d.StillDown) > 0 {
 			d.Message = "The workspace is on the new key configuration, but some compute did not come back: see still_down."
@@ -235,6 +239,11 @@ func (Task) build(in Input) (rotation.Report, error) {
 	switch {
 	case run.Stop == nil && run.Inventory == nil:
 		d.Message = "The rotation failed before any compute was stopped; the workspace is unchanged."
+	case run.RestartStatus == nil && run.Restart == nil && run.Error != nil && run.Error.Error == "WorkspaceUpdateTimedOut":
+		// Deliberately not compensated: the workspace was still updating, and compute must not
+		// start into an update. Everything stopped is still stopped, and the event says so.
+		d.StillDownUnknown = true
+		d.Message = "The workspace was still updating (PROVISIONING) past the update budget and its grace, so the compute this rotation stopped was left stopped rather than started into the update: everything in inventory is still stopped. Start it once the workspace is RUNNING, after checking which key configuration it ended on."
 	case run.RestartStatus == nil:
 		d.StillDownUnknown = run.Stop != nil
 		d.Message = "The rotation failed and restoring compute could not be confirmed: treat everything in inventory as possibly stopped."
@@ -253,10 +262,30 @@ func (Task) build(in Input) (rotation.Report, error) {
 		d.Message += " The workspace showed the new key configuration, then Databricks reverted it: it is on its previous key configuration."
 	} else if run.WorkspaceStat != nil && run.WorkspaceStat.Done {
 		d.Message += " The workspace did move to the new key configuration."
+	} else if run.Patch != nil && run.Error != nil && run.Error.Error == "WorkspaceReverted" {
+		d.Message += " The update did not take: the workspace is RUNNING on its previous key configuration (see error)."
+		d.EndedOnKeyConfigID = run.Workspace.PreviousManagedKeyID
+	} else if run.Patch == nil && d.Phase == "patch-workspace" && mayHaveSentPatch(run.Error) {
+		// A PATCH whose answer was lost may still have been applied: do not claim the old key.
+		d.Message += " A PATCH may have reached Databricks before the failure, so the workspace may be on the new key configuration; check managed_services_customer_managed_key_id."
 	} else if run.Patch != nil {
 		d.Message += " The workspace is not confirmed on the new key configuration; check managed_services_customer_managed_key_id."
 	}
 	return rotation.Report{DetailType: rotation.DetailRotationFailed, Outcome: d.Outcome, Detail: d}, nil
+}
+
+// mayHaveSentPatch is false for the PatchWorkspace errors that come before or instead of an
+// applied PATCH (a refusal, bad input, a failed workspace), true for the rest: a 5xx, a timeout or a
+// crash can follow a PATCH that Databricks applied.
+func mayHaveSentPatch(e *rotation.StepError) bool {
+	if e == nil {
+		return true
+	}
+	switch e.Error {
+	case "ComputeStillRunning", "ComputeStopTimedOut", "InvalidInput", "WorkspaceFailed":
+		return false
+	}
+	return true
 }
 
 // phase names the step that failed: the furthest step the run had reached. Compensation only adds

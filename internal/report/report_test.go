@@ -2,6 +2,7 @@ package report_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,4 +131,53 @@ func TestASuccessNamesWhatWasStoppedAgainAndCountsWhatTheChecksStartedLater(t *t
 	assert.Equal(t, []rotation.ResourceRef{{Kind: "cluster", ID: "job-run-1"}, {Kind: "cluster", ID: "job-run-2"}}, d.LateStopped)
 	assert.Equal(t, &rotation.Counts{Clusters: 2, Pools: 1}, d.Restarted, "a cluster started once it had settled is restarted too")
 	assert.Equal(t, 1, d.Settling)
+}
+
+func TestAnUpdateStillProvisioningSaysComputeWasLeftStoppedOnPurpose(t *testing.T) {
+	r := run()
+	r.Patch = &rotation.PatchResult{}
+	r.Error = &rotation.StepError{Error: "WorkspaceUpdateTimedOut", Cause: `{"errorMessage":"workspace 11 is still PROVISIONING","errorType":"WorkspaceUpdateTimedOut"}`}
+	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: r})
+	require.NoError(t, err)
+	d := detail(t, out)
+	assert.True(t, d.StillDownUnknown, "everything in inventory is named")
+	assert.Equal(t, r.Inventory, d.Inventory)
+	assert.Contains(t, d.Message, "left stopped rather than started into the update")
+	assert.Empty(t, d.EndedOnKeyConfigID, "unknown until the update ends")
+}
+
+func TestTheEventsSayWhichKeyTheWorkspaceEndedOn(t *testing.T) {
+	reverted := run()
+	reverted.Patch = &rotation.PatchResult{}
+	reverted.Error = &rotation.StepError{Error: "WorkspaceReverted", Cause: "reverted"}
+	reverted.Restart = &rotation.RestartResult{}
+	reverted.RestartStatus = &rotation.ComputeStatus{Done: true}
+	out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: reverted})
+	require.NoError(t, err)
+	d := detail(t, out)
+	assert.Equal(t, "old-cfg", d.EndedOnKeyConfigID)
+	assert.Contains(t, d.Message, "RUNNING on its previous key configuration")
+
+	rotated := run()
+	rotated.Patch = &rotation.PatchResult{}
+	rotated.WorkspaceStat = &rotation.WorkspaceStat{Done: true}
+	out, err = report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindSucceeded, Run: rotated})
+	require.NoError(t, err)
+	assert.Equal(t, "new-cfg", detail(t, out).EndedOnKeyConfigID)
+}
+
+func TestAPatchThatFailedAfterPossiblyReachingDatabricksDoesNotClaimTheOldKey(t *testing.T) {
+	for _, tc := range []struct {
+		errorType string
+		mayHave   bool
+	}{{"DatabricksUnavailable", true}, {"Sandbox.Timedout", true}, {"ComputeStopTimedOut", false}} {
+		r := run()
+		r.StopStatus = &rotation.ComputeStatus{Done: true}
+		r.Error = &rotation.StepError{Error: tc.errorType, Cause: "x"}
+		out, err := report.Task{}.Handle(context.Background(), report.Input{Kind: report.KindFailed, Run: r})
+		require.NoError(t, err)
+		d := detail(t, out)
+		assert.Equal(t, "patch-workspace", d.Phase)
+		assert.Equal(t, tc.mayHave, strings.Contains(d.Message, "may be on the new key configuration"), "%s: %s", tc.errorType, d.Message)
+	}
 }

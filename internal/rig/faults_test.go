@@ -412,28 +412,9 @@ func TestFault_APatchRefusedWhileComputeRunsIsRetried(t *testing.T) {
 	s.assertNothingLeftDownSilently()
 }
 
-func TestFault_APatchRefusedPersistentlyFailsWithComputeRestored(t *testing.T) {
-	s := start(t, nil)
-	s.rig.Fake.InjectFault(dbfake.Fault{Method: "PATCH", Path: workspacePath, Status: 400, ErrorCode: "INVALID_STATE", Message: computeRunningMessage})
-	s.rotateAnalytics()
-	exec := s.onlyRotation()
-	d := s.assertFailedAndRestored(exec, "ComputeStillRunning", "patch-workspace")
-	assert.Contains(t, d["error"].(map[string]any)["message"], computeRunningMessage)
-	assert.Equal(t, slices.Repeat([]string{"ComputeStillRunning"}, 5), s.failuresOf(exec.ExecutionArn, "PatchWorkspace"), "the first attempt and 4 retries")
-	s.assertNothingLeftDownSilently()
-}
+// TestFault_APatchRefusedPersistentlyGoesBackToStopThenFailsWithComputeRestored is in update_test.go.
 
-// Row 5.
-func TestFault_AWorkspaceStuckProvisioningFailsWithComputeRestored(t *testing.T) {
-	s := start(t, func(o *rig.Options) { o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s"} })
-	s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, dbfake.PatchBehaviour{StuckProvisioning: true})
-	s.rotateAnalytics()
-	exec := s.onlyRotation()
-	d := s.assertFailedAndRestored(exec, "WorkspaceUpdateTimedOut", "verify-workspace")
-	assert.Contains(t, d["error"].(map[string]any)["message"], "PROVISIONING")
-	assert.Contains(t, d["message"], "not confirmed on the new key configuration")
-	s.assertNothingLeftDownSilently()
-}
+// Row 5 (TestFault_AWorkspaceStuckProvisioningFailsWithComputeLeftStoppedAndNamed) is in update_test.go.
 
 // Row 7, second half (the first half is TestAClusterThatFailsToStartIsNamedAndFailsTheExecution):
 // the cluster does not come back during the compensation of a silent revert.

@@ -276,7 +276,8 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
 		// The quiet window is a loop of checks that lasts this long in real time (Waits are shortened, not it).
 		"STORAGE_QUIET_WINDOW_SECONDS": "2",
-		"DATABRICKS_RATE_LIMIT": "100",
+		"WORKSPACE_PROVISIONING_GRACE": "20s",
+		"DATABRICKS_RATE_LIMIT":        "100",
 	}
 	if r.Fake != nil {
 		env["DATABRICKS_HOST"] = r.Fake.URL()

@@ -99,6 +99,9 @@ type WorkspaceRun struct {
 	// CompensationError is where Catch puts a failure of the compensation path itself, so that the
 	// original Error is kept.
 	CompensationError *StepError `json:"compensation_error,omitempty"`
+	// PatchRefused is where Catch puts the last ComputeStillRunning refusal of the PATCH, which sends
+	// the run back to stop compute again rather than fail.
+	PatchRefused *StepError `json:"patch_refused,omitempty"`
 }
 
 // StepError is the object Step Functions writes on Catch.
@@ -253,6 +256,11 @@ type PatchResult struct {
 	UpdateMask       string    `json:"update_mask"`
 	VerifyDeadline   time.Time `json:"verify_deadline"`
 	PollAfterSeconds int       `json:"poll_after_seconds"`
+	// UpdateInFlight is set when no PATCH was sent (or Databricks refused it) because an update is
+	// already under way, most likely an earlier attempt whose answer was lost: the check loop
+	// waits for it. InFlightReason says what was seen.
+	UpdateInFlight bool   `json:"update_in_flight,omitempty"`
+	InFlightReason string `json:"in_flight_reason,omitempty"`
 }
 
 // WorkspaceStat is one check of the post-PATCH wait loop, stored at $.workspace_status.
@@ -266,6 +274,10 @@ type WorkspaceStat struct {
 	NewKeySeenAt     *time.Time `json:"new_key_seen_at,omitempty"`
 	CheckedAt        time.Time  `json:"checked_at"`
 	PollAfterSeconds int        `json:"poll_after_seconds"`
+	// OutlastedBudget is set while the update budget has run out but the workspace still shows
+	// PROVISIONING: compute must not start into the update, so the check keeps waiting. Never
+	// omitted: the OnNewKey? Choice reads it, and a missing path fails the execution.
+	OutlastedBudget bool `json:"outlasted_budget"`
 }
 
 // RestartResult is the output of RestartCompute, stored at $.restart. Started counts what was started

@@ -14,6 +14,7 @@ const (
 	EnvManagedServicesBudget = "WORKSPACE_UPDATE_BUDGET"
 	EnvStorageBudget         = "STORAGE_UPDATE_BUDGET"
 	EnvSettle                = "WORKSPACE_SETTLE"
+	EnvProvisioningGrace     = "WORKSPACE_PROVISIONING_GRACE"
 )
 
 // FromEnv builds the PatchWorkspace and WorkspaceStatus tasks.
@@ -27,6 +28,7 @@ func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Tasks
 		ManagedServicesBudget: s.Duration(EnvManagedServicesBudget, DefaultSettings.ManagedServicesBudget),
 		StorageBudget:         s.Duration(EnvStorageBudget, DefaultSettings.StorageBudget),
 		Settle:                s.Duration(EnvSettle, DefaultSettings.Settle),
+		ProvisioningGrace:     s.Duration(EnvProvisioningGrace, DefaultSettings.ProvisioningGrace),
 	}
 	if err := s.Err(); err != nil {
 		return nil, err

@@ -38,10 +38,19 @@ type Settings struct {
 	// state machine looks again after compute is back (ConfirmKey), which catches a late revert
 	// without keeping compute down; a settle window trades downtime for catching it before the restart.
 	Settle time.Duration
+	// ProvisioningGrace is how long past its budget an update that still shows PROVISIONING is
+	// waited for. Starting compute while the workspace updates is what Databricks forbids, so the
+	// budget running out does not restore compute: the check keeps waiting until the workspace
+	// leaves PROVISIONING and then decides by the key it ended on. Past the grace it gives up with
+	// compute left stopped (WorkspaceUpdateTimedOut, reported, never restarted into the update).
+	ProvisioningGrace time.Duration
 }
 
-// DefaultSettings are the budgets used in AWS unless configured otherwise.
-var DefaultSettings = Settings{ManagedServicesBudget: 15 * time.Minute, StorageBudget: 45 * time.Minute, Settle: 0}
+// DefaultSettings are the budgets used in AWS unless configured otherwise. Databricks documents up
+// to about 20 minutes of PROVISIONING on a Databricks-managed VPC, for any key change, so even the
+// managed-services budget covers that with half again as margin.
+var DefaultSettings = Settings{ManagedServicesBudget: 30 * time.Minute, StorageBudget: 45 * time.Minute, Settle: 0,
+	ProvisioningGrace: 60 * time.Minute}
 
 // Tasks holds the patch and check tasks.
 type Tasks struct {
@@ -99,6 +108,9 @@ func (t *Tasks) Patch(ctx context.Context, run rotation.WorkspaceRun) (rotation.
 		result.PatchedAt, result.VerifyDeadline = run.Patch.PatchedAt, run.Patch.VerifyDeadline
 	}
 
+	// Read first, always: this may be a retry of a PATCH that Databricks accepted but whose answer
+	// was lost (a 500, a 504, a timeout). Sending it again into an update in flight would be
+	// refused with INVALID_STATE, which must not be mistaken for compute still running.
 	current, err := t.Account.GetWorkspace(ctx, id)
 	if err != nil {
 		return rotation.PatchResult{}, fmt.Errorf("reading workspace %d before the update: %w", id, err)
@@ -106,6 +118,11 @@ func (t *Tasks) Patch(ctx context.Context, run rotation.WorkspaceRun) (rotation.
 	if d.satisfiedBy(current) {
 		result.AlreadyApplied = true
 		return result, nil
+	}
+	if inFlight, err := updateInFlight(id, current); inFlight || err != nil {
+		result.UpdateInFlight = inFlight
+		result.InFlightReason = "workspace is " + string(current.WorkspaceStatus) + " before the PATCH"
+		return result, err
 	}
 	// A fresh Workspace, never the one just read: the SDK would re-send every field it decoded.
 	var body provisioning.Workspace
@@ -122,11 +139,67 @@ func (t *Tasks) Patch(ctx context.Context, run rotation.WorkspaceRun) (rotation.
 	err = t.Account.UpdateWorkspace(ctx, provisioning.UpdateWorkspaceRequest{WorkspaceId: id, CustomerFacingWorkspace: body, UpdateMask: result.UpdateMask})
 	switch {
 	case errors.Is(err, apierr.ErrInvalidState):
-		return rotation.PatchResult{}, taskerr.Errorf[taskerr.ComputeStillRunning]("Databricks refused to update workspace %d because compute is still running: %v", id, err)
+		return t.refused(ctx, run, id, d, result, err)
 	case err != nil:
 		return rotation.PatchResult{}, fmt.Errorf("updating workspace %d to key configuration %s: %w", id, run.KeyConfigID, err)
 	}
 	return result, nil
+}
+
+// updateInFlight reads a workspace that is not on the new ids: PROVISIONING (or any status on its
+// way to RUNNING) is an update under way, most likely ours whose answer was lost; the check loop
+// waits for it and judges it by the ids it ends on. FAILED or BANNED will not become RUNNING.
+func updateInFlight(id int64, ws *provisioning.Workspace) (bool, error) {
+	switch ws.WorkspaceStatus {
+	case provisioning.WorkspaceStatusRunning:
+		return false, nil
+	case provisioning.WorkspaceStatusFailed, provisioning.WorkspaceStatusBanned:
+		return false, taskerr.Errorf[taskerr.WorkspaceFailed]("workspace %d is %s, so it cannot be updated: %s", id, ws.WorkspaceStatus, ws.WorkspaceStatusMessage)
+	}
+	return true, nil
+}
+
+// refused tells the INVALID_STATE reasons apart. Databricks answers INVALID_STATE both when classic
+// compute still runs ("Please terminate all pool & cluster EC2 instances ...") and when the
+// workspace is not RUNNING or already has an update in progress. The workspace as it is now
+// decides, not the wording: an update in flight or the new ids already set mean "wait for it";
+// only a RUNNING workspace on the old ids with the compute message means compute is running.
+func (t *Tasks) refused(ctx context.Context, run rotation.WorkspaceRun, id int64, d desired, result rotation.PatchResult, refusal error) (rotation.PatchResult, error) {
+	now, err := t.Account.GetWorkspace(ctx, id)
+	if err != nil {
+		return rotation.PatchResult{}, fmt.Errorf("reading workspace %d after Databricks refused the update (%v): %w", id, refusal, err)
+	}
+	if d.satisfiedBy(now) {
+		result.AlreadyApplied = true
+		return result, nil
+	}
+	if inFlight, err := updateInFlight(id, now); inFlight || err != nil {
+		result.UpdateInFlight = inFlight
+		result.InFlightReason = fmt.Sprintf("workspace is %s after Databricks refused the PATCH: %v", now.WorkspaceStatus, refusal)
+		return result, err
+	}
+	if !computeRunningRefusal(refusal) {
+		// RUNNING with an update in progress: on a customer-managed VPC the workspace stays RUNNING
+		// while an update lands. Wait for it like any update in flight; the check judges it by the
+		// ids it ends on, and reports a revert if it ends on the old ones.
+		result.UpdateInFlight = true
+		result.InFlightReason = refusal.Error()
+		return result, nil
+	}
+	// Compute came back between the stop check and the PATCH (a user, a schedule). The state
+	// machine sends the run back to stop it again, within the stop budget that began at the first
+	// stop; past it the refusal ends the rotation like a stop that never finished.
+	if run.Stop != nil && !run.Stop.Deadline.IsZero() && t.Clock.Now().After(run.Stop.Deadline) {
+		return rotation.PatchResult{}, taskerr.Errorf[taskerr.ComputeStopTimedOut]("Databricks still refuses to update workspace %d because compute is running, %s after the first stop: %v",
+			id, run.Stop.Deadline.Sub(run.Stop.StoppedAt).Round(time.Second), refusal)
+	}
+	return rotation.PatchResult{}, taskerr.Errorf[taskerr.ComputeStillRunning]("Databricks refused to update workspace %d because compute is still running: %v", id, refusal)
+}
+
+// computeRunningRefusal recognises Databricks' message for a PATCH while classic compute runs.
+func computeRunningRefusal(err error) bool {
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "terminate all") || strings.Contains(msg, "ec2 instances")
 }
 
 // Check reads the workspace once: done when it is RUNNING on the new key configuration ids.
@@ -178,12 +251,34 @@ func (t *Tasks) Check(ctx context.Context, run rotation.WorkspaceRun) (rotation.
 	if now.After(run.Patch.VerifyDeadline) {
 		waited := run.Patch.VerifyDeadline.Sub(run.Patch.PatchedAt).Round(time.Second)
 		if ws.WorkspaceStatus == provisioning.WorkspaceStatusRunning {
+			outlasted := ""
+			if run.WorkspaceStat != nil && run.WorkspaceStat.OutlastedBudget {
+				outlasted = fmt.Sprintf(" (it left %s only %s after the update)", run.WorkspaceStat.Status, now.Sub(run.Patch.PatchedAt).Round(time.Second))
+			}
 			return rotation.WorkspaceStat{}, taskerr.Errorf[taskerr.WorkspaceReverted](
-				"workspace %d is RUNNING but on managed services key configuration %q and storage key configuration %q, not %s, %s after the update: Databricks reverted it silently",
-				id, ws.ManagedServicesCustomerManagedKeyId, ws.StorageCustomerManagedKeyId, run.KeyConfigID, waited)
+				"workspace %d is RUNNING but on managed services key configuration %q and storage key configuration %q, not %s, %s after the update%s: %s",
+				id, ws.ManagedServicesCustomerManagedKeyId, ws.StorageCustomerManagedKeyId, run.KeyConfigID, waited, outlasted, endedOn(run, ws))
 		}
-		return rotation.WorkspaceStat{}, taskerr.Errorf[taskerr.WorkspaceUpdateTimedOut]("workspace %d is still %s %s after the update (%s)", id, ws.WorkspaceStatus, waited, ws.WorkspaceStatusMessage)
+		// Still updating: restoring compute now would start it into the update. Wait until the
+		// workspace leaves PROVISIONING, then the key it ends on decides (above, or done).
+		if grace := run.Patch.VerifyDeadline.Add(t.Settings.ProvisioningGrace); now.After(grace) {
+			return rotation.WorkspaceStat{}, taskerr.Errorf[taskerr.WorkspaceUpdateTimedOut](
+				"workspace %d is still %s %s after the update (%s); its key configuration is unknown until the update ends, so compute was left stopped rather than started into the update",
+				id, ws.WorkspaceStatus, now.Sub(run.Patch.PatchedAt).Round(time.Second), ws.WorkspaceStatusMessage)
+		}
+		stat.OutlastedBudget = true
 	}
 	stat.PollAfterSeconds = polling.WorkspaceUpdate.After(stat.Attempt)
 	return stat, nil
+}
+
+// endedOn says which key configuration a workspace that is RUNNING on other ids than ours ended on.
+func endedOn(run rotation.WorkspaceRun, ws *provisioning.Workspace) string {
+	if prev := run.Workspace.PreviousManagedKeyID; ws.ManagedServicesCustomerManagedKeyId == prev {
+		if prev == "" {
+			return "the update did not take; the workspace is still without a managed services key configuration"
+		}
+		return "the update did not take; the workspace is on its previous key configuration " + prev
+	}
+	return "the update did not take; the workspace is on a key configuration this rotation did not set"
 }

@@ -3,6 +3,7 @@ package wsupdate_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,8 @@ func newFixture(t *testing.T, opts dbfake.Options, useCases ...string) *fixture 
 		WorkspaceStatus: provisioning.WorkspaceStatusRunning, ManagedServicesCustomerManagedKeyId: oldID})
 	account, err := faketest.Factory(f.fake).Account()
 	require.NoError(t, err)
-	f.tasks = &wsupdate.Tasks{Account: account, Settings: wsupdate.Settings{ManagedServicesBudget: 5 * time.Minute, StorageBudget: 40 * time.Minute},
+	f.tasks = &wsupdate.Tasks{Account: account, Settings: wsupdate.Settings{ManagedServicesBudget: 5 * time.Minute, StorageBudget: 40 * time.Minute,
+		ProvisioningGrace: 30 * time.Minute},
 		Clock: func() time.Time { return f.now }}
 	if len(useCases) == 0 {
 		useCases = []string{rotation.UseCaseManagedServices}
@@ -146,14 +148,139 @@ func TestASilentRevertIsWorkspaceRevertedOnceTheBudgetIsSpent(t *testing.T) {
 	assert.True(t, strings.Contains(reverted.Reason, f.run.Workspace.PreviousManagedKeyID), reverted.Reason)
 }
 
-func TestAWorkspaceStuckProvisioningTimesOut(t *testing.T) {
+func TestAWorkspaceStuckProvisioningIsWaitedForPastTheBudgetThenTimesOut(t *testing.T) {
 	f := newFixture(t, dbfake.Options{})
 	f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{StuckProvisioning: true})
 	f.patch(t)
 	f.now = f.run.Patch.VerifyDeadline.Add(time.Second)
-	_, err := f.check(t)
+	st, err := f.check(t)
+	require.NoError(t, err, "past the budget but PROVISIONING: compute must not start into the update")
+	assert.True(t, st.OutlastedBudget)
+	assert.False(t, st.Done)
+
+	f.now = f.run.Patch.VerifyDeadline.Add(30*time.Minute + time.Second)
+	_, err = f.check(t)
 	var timedOut *taskerr.WorkspaceUpdateTimedOut
 	require.True(t, errors.As(err, &timedOut), "got %v", err)
+	assert.Contains(t, timedOut.Reason, "PROVISIONING")
+	assert.Contains(t, timedOut.Reason, "compute was left stopped")
+}
+
+func TestAnUpdateThatOutlastsItsBudgetAndLandsOnTheNewKeyIsDone(t *testing.T) {
+	f := newFixture(t, dbfake.Options{})
+	f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{ProvisioningFor: 20 * time.Minute})
+	f.patch(t)
+	f.now = f.run.Patch.VerifyDeadline.Add(time.Second)
+	st, err := f.check(t)
+	require.NoError(t, err)
+	assert.True(t, st.OutlastedBudget)
+	assert.Equal(t, "PROVISIONING", st.Status)
+
+	f.now = f.now.Add(16 * time.Minute)
+	st, err = f.check(t)
+	require.NoError(t, err)
+	assert.True(t, st.Done, "RUNNING on the new key after PROVISIONING: the rotation continues")
+	assert.Equal(t, f.run.KeyConfigID, st.ManagedKeyID)
+}
+
+func TestAnUpdateThatOutlastsItsBudgetAndRollsBackSaysItIsOnThePreviousKey(t *testing.T) {
+	f := newFixture(t, dbfake.Options{})
+	f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{ProvisioningFor: 20 * time.Minute, Rollback: true})
+	f.patch(t)
+	f.now = f.run.Patch.VerifyDeadline.Add(time.Second)
+	st, err := f.check(t)
+	require.NoError(t, err)
+	assert.True(t, st.OutlastedBudget)
+
+	f.now = f.now.Add(16 * time.Minute)
+	_, err = f.check(t)
+	var reverted *taskerr.WorkspaceReverted
+	require.True(t, errors.As(err, &reverted), "got %v", err)
+	assert.Contains(t, reverted.Reason, "on its previous key configuration "+f.run.Workspace.PreviousManagedKeyID)
+	assert.Contains(t, reverted.Reason, "it left PROVISIONING only")
+}
+
+func (f *fixture) patches() []dbfake.Request {
+	var out []dbfake.Request
+	for _, r := range f.fake.Requests() {
+		if r.Method == "PATCH" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestARetryAfterAPatchWhoseAnswerWasLostWaitsForTheUpdateInFlight(t *testing.T) {
+	for _, status := range []int{500, 504} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			f := newFixture(t, dbfake.Options{})
+			f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{ProvisioningFor: 10 * time.Minute})
+			f.fake.InjectFault(dbfake.Fault{Method: "PATCH", Path: "/workspaces/", Status: status, LoseResponse: true, Times: 1})
+			_, err := f.tasks.Patch(context.Background(), f.run)
+			require.Error(t, err, "the answer was lost")
+			require.Equal(t, provisioning.WorkspaceStatusProvisioning, f.fake.Workspace(wsID).WorkspaceStatus, "but Databricks took the update")
+
+			// Step Functions retries the task.
+			p, err := f.tasks.Patch(context.Background(), f.run)
+			require.NoError(t, err, "an update in flight is not compute running")
+			assert.True(t, p.UpdateInFlight)
+			assert.Contains(t, p.InFlightReason, "PROVISIONING")
+			assert.Len(t, f.patches(), 1, "nothing is sent into the update in flight")
+			f.run.Patch = &p
+
+			f.now = f.now.Add(11 * time.Minute)
+			st, err := f.check(t)
+			require.NoError(t, err)
+			assert.True(t, st.Done)
+		})
+	}
+}
+
+func TestAPatchRefusedBecauseAnUpdateIsAlreadyUnderWayIsWaitedFor(t *testing.T) {
+	t.Run("the SDK's own retry met the update: PROVISIONING", func(t *testing.T) {
+		f := newFixture(t, dbfake.Options{})
+		f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{ProvisioningFor: 10 * time.Minute})
+		f.fake.InjectFault(dbfake.Fault{Method: "PATCH", Path: "/workspaces/", Status: 400, ErrorCode: "INVALID_STATE",
+			Message: "Workspace 2002 is PROVISIONING; only a RUNNING workspace can be updated", LoseResponse: true, Times: 1})
+		p, err := f.tasks.Patch(context.Background(), f.run)
+		require.NoError(t, err)
+		assert.True(t, p.UpdateInFlight)
+		assert.Contains(t, p.InFlightReason, "PROVISIONING")
+	})
+	t.Run("RUNNING with an update in progress (customer-managed VPC)", func(t *testing.T) {
+		f := newFixture(t, dbfake.Options{})
+		f.fake.InjectFault(dbfake.Fault{Method: "PATCH", Path: "/workspaces/", Status: 400, ErrorCode: "INVALID_STATE",
+			Message: "Workspace 2002 has an update in progress", Times: 1})
+		p, err := f.tasks.Patch(context.Background(), f.run)
+		require.NoError(t, err)
+		assert.True(t, p.UpdateInFlight)
+		assert.Contains(t, p.InFlightReason, "update in progress")
+	})
+	t.Run("FAILED is WorkspaceFailed", func(t *testing.T) {
+		f := newFixture(t, dbfake.Options{})
+		f.fake.SetPatchBehaviour(wsID, dbfake.PatchBehaviour{EndIn: provisioning.WorkspaceStatusFailed})
+		f.fake.InjectFault(dbfake.Fault{Method: "PATCH", Path: "/workspaces/", Status: 500, LoseResponse: true, Times: 1})
+		_, err := f.tasks.Patch(context.Background(), f.run)
+		require.Error(t, err)
+		_, err = f.tasks.Patch(context.Background(), f.run)
+		var failed *taskerr.WorkspaceFailed
+		require.True(t, errors.As(err, &failed), "got %v", err)
+	})
+}
+
+func TestComputeRunningPastTheStopBudgetIsComputeStopTimedOut(t *testing.T) {
+	f := newFixture(t, dbfake.Options{})
+	f.fake.AddCluster(wsID, compute.ClusterDetails{ClusterId: "c1", State: compute.StateRunning})
+	f.run.Stop = &rotation.StopResult{StoppedAt: f.now.Add(-10 * time.Minute), Deadline: f.now.Add(time.Minute)}
+	_, err := f.tasks.Patch(context.Background(), f.run)
+	var running *taskerr.ComputeStillRunning
+	require.True(t, errors.As(err, &running), "within the stop budget: stop it again; got %v", err)
+
+	f.now = f.now.Add(2 * time.Minute)
+	_, err = f.tasks.Patch(context.Background(), f.run)
+	var timedOut *taskerr.ComputeStopTimedOut
+	require.True(t, errors.As(err, &timedOut), "got %v", err)
+	assert.Contains(t, timedOut.Reason, "terminate all pool & cluster EC2 instances")
 }
 
 func TestAWorkspaceThatFailsIsWorkspaceFailed(t *testing.T) {
