@@ -9,6 +9,7 @@ Usage:
   cmkrotate status EXECUTION                              one progress snapshot
   cmkrotate watch  EXECUTION                              follow an execution until it ends
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
+  cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
 
 EXECUTION is an execution ARN, or an execution name together with --state-machine.
 
@@ -94,4 +95,22 @@ Flags:
   --max N               how many executions (default 20, at most 1000)
   --status STATUS       only RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE
   --state-machine ARN   default: $ROTATOR_STATE_MACHINE_ARN
+`
+
+const rollbackHelp = `Usage: cmkrotate rollback EXECUTION [--watch] [--print] [--state-machine ARN]
+
+Reads EXECUTION's history for each workspace it rotated and that workspace's previous managed
+services key configuration and key, and starts a rotation back to it through the same state
+machine (locks, validation, compensation), one execution per previous key configuration, named
+rollback-<execution>-<hash> so that running it twice starts nothing new.
+
+The input carries rollback_of; Validate then refuses it before anything is stopped when the previous
+key is no longer usable (disabled, pending deletion: KeyNotUsable) or a workspace is no longer on the
+configuration EXECUTION set, because a later rotation happened since (RollbackRefused). The previous
+key configuration is reused as it is. A storage key is never rolled back (Databricks cannot replace
+one on a running workspace).
+
+  --watch                               follow each rollback until it ends
+  --print                               print the inputs (for the console) and start nothing
+  --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN (needed with an execution name)
 `

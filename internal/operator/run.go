@@ -86,6 +86,7 @@ var commands = []command{
 	{"status", statusHelp, (*App).status},
 	{"watch", watchHelp, (*App).watch},
 	{"list", listHelp, (*App).list},
+	{"rollback", rollbackHelp, (*App).rollback},
 }
 
 // Run runs args and returns the exit code.
