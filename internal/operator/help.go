@@ -10,6 +10,7 @@ Usage:
   cmkrotate watch  EXECUTION                              follow an execution until it ends
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
   cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
+  cmkrotate keys   [--max-age-days N] [--json]             every workspace's keys, since when, and which are too old
 
 EXECUTION is an execution ARN, or an execution name together with --state-machine.
 
@@ -113,4 +114,20 @@ one on a running workspace).
   --watch                               follow each rollback until it ends
   --print                               print the inputs (for the console) and start nothing
   --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN (needed with an execution name)
+`
+
+const keysHelp = `Usage: cmkrotate keys [--max-age-days N] [--json] [--state-machine ARN]
+
+Lists every workspace of the Databricks account with its managed services and storage key
+configurations, key ARN, alias (from KMS, else as registered), and since when it has used each: the
+latest succeeded rotation onto it in the rotation state machine's history, else the key
+configuration's creation time (an upper bound on the age). Keys used for longer than the maximum age
+are marked EXCEEDED; the scheduled KeyAgeCheck function publishes "Key Age Exceeded" for the same.
+
+  --max-age-days N                      default: $MAX_KEY_AGE_DAYS, else 365
+  --json                                the report as JSON
+  --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN; without one, no history is read
+
+Databricks: DATABRICKS_HOST, DATABRICKS_ACCOUNT_ID and DATABRICKS_SECRET_ARN (Secrets Manager), or
+DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET locally.
 `
