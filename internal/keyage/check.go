@@ -71,7 +71,7 @@ func (c *Check) Handle(ctx context.Context, _ json.RawMessage) (CheckResult, err
 func Render(rep Report) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "WORKSPACE\tNAME\tUSE\tKEY CONFIGURATION\tKEY\tALIAS\tSINCE\tAGE\t")
+	fmt.Fprintln(w, "WORKSPACE\tNAME\tUSE\tKEY CONFIGURATION\tKEY\tALIAS\tSINCE\tAGE")
 	exceeded := 0
 	for _, r := range rep.Rows {
 		since := "unknown"
@@ -88,7 +88,7 @@ func Render(rep Report) string {
 			age += fmt.Sprintf("  EXCEEDED (max %.0f d)", r.MaxAgeDays)
 			exceeded++
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.WorkspaceID, r.WorkspaceName, r.Use, r.KeyConfigID, orDash(r.KeyARN), orDash(r.Alias), since, age)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.WorkspaceID, r.WorkspaceName, r.Use, r.KeyConfigID, orDash(r.KeyARN), orDash(r.Alias), since, age)
 	}
 	_ = w.Flush()
 	if len(rep.Unencrypted) > 0 {

@@ -143,7 +143,9 @@ func (inv *Inventory) Build(ctx context.Context, now time.Time) (Report, error) 
 				if c.AwsKeyInfo != nil {
 					row.KeyARN, row.Alias = c.AwsKeyInfo.KeyArn, c.AwsKeyInfo.KeyAlias
 				}
-				row.Since, row.SinceSource = time.UnixMilli(c.CreationTime).UTC(), SinceConfigCreation
+				if c.CreationTime > 0 {
+					row.Since, row.SinceSource = time.UnixMilli(c.CreationTime).UTC(), SinceConfigCreation
+				}
 			}
 			if a := aliases[keyID(row.KeyARN)]; a != "" {
 				row.Alias = a

@@ -56,6 +56,8 @@ var (
 		{"ComputeStatusFunction", "compute-status"}, {"PatchWorkspaceFunction", "patch-workspace"},
 		{"WorkspaceStatusFunction", "workspace-status"}, {"RestartComputeFunction", "restart-compute"},
 		{"BuildReportFunction", "build-report"},
+		// Invoked by the retirement reminder; it does nothing unless KEY_CONFIG_HYGIENE=true (FunctionEnv).
+		{"KeyConfigHygieneFunction", "key-config-hygiene"},
 	}
 	TriggerFunction = Function{"TriggerFunction", "trigger"}
 )
@@ -271,6 +273,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		"AWS_ENDPOINT_URL_KMS": r.KMSEndpoint, "AWS_ENDPOINT_URL_SECRETS_MANAGER": r.AWS.URL(),
 		"AWS_ENDPOINT_URL_DYNAMODB": r.AWS.URL(), "LOCK_TABLE_NAME": LockTable,
 		"AWS_ENDPOINT_URL_S3": r.AWS.URL(), "INVENTORY_BUCKET": InventoryBucket,
+		"AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(), "EVENT_BUS_NAME": EventBus,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
