@@ -361,6 +361,7 @@ var callsDatabricksByDesign = map[string]bool{
 	"ValidateFunction": true, "RegisterKeyConfigFunction": true, "InventoryFunction": true,
 	"StopComputeFunction": true, "ComputeStatusFunction": true, "PatchWorkspaceFunction": true,
 	"WorkspaceStatusFunction": true, "RestartComputeFunction": true, "KeyGuardFunction": true,
+	"KeyConfigHygieneFunction": true, "KeyAgeCheckFunction": true,
 }
 
 // wireDatabricksBuilders are the internal/wire functions that build Databricks clients, directly or
