@@ -9,7 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
@@ -60,7 +59,9 @@ func CheckFromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*
 		return nil, err
 	}
 	return &Check{
-		Inventory: &Inventory{Account: account, Aliases: kms.NewFromConfig(awsCfg), History: sfn.NewFromConfig(awsCfg),
+		// No KMS aliases: kms:ListAliases has no resource-level permission, and the rotator's roles are
+		// granted only on keys; the alias recorded on the key configuration names the key instead.
+		Inventory: &Inventory{Account: account, History: sfn.NewFromConfig(awsCfg),
 			StateMachineARN: machine, MaxAge: maxAge},
 		Events: eventbridge.NewFromConfig(awsCfg), EventBus: bus, Now: time.Now,
 	}, nil
