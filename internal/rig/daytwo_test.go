@@ -226,3 +226,33 @@ func TestCmkrotateKeysListsEveryWorkspaceWithSinceWhenAndFlagsOldKeys(t *testing
 	assert.Contains(t, mlStorage, "EXCEEDED (max 365 d)")
 	assert.Contains(t, out.String(), "Without a customer-managed key: 3456789012345678")
 }
+
+func TestRollbackAfterALaterRotationIsRefusedBeforeAnyStop(t *testing.T) {
+	s := start(t, nil)
+	first, _ := s.rotateAnalyticsAndFinish()
+	later := s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.EventKeyID)})
+	s.rig.WaitForAll(s.ctx)
+	exec, ok := s.rig.AWS.Execution(later)
+	require.True(t, ok)
+	require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
+	current := s.assertOnNewKey(rig.AnalyticsWorkspace, s.rig.KeyARN(rig.EventKeyID))
+	requestsBefore := len(s.rig.Fake.Requests())
+
+	code, stdout, stderr := s.cmkrotate("rollback", first.ExecutionArn, "--watch")
+	assert.Equal(t, operator.ExitFailure, code, "stdout: %s\nstderr: %s", stdout, stderr)
+
+	s.rig.WaitForAll(s.ctx)
+	rotations := s.rig.Rotations()
+	require.Len(t, rotations, 3)
+	rollback := rotations[2]
+	assert.Equal(t, "RollbackRefused", rollback.Error, rollback.Cause)
+	assert.Contains(t, rollback.Cause, "a later rotation happened since")
+	assert.NotContains(t, s.statesVisited(rollback.ExecutionArn), "StopCompute")
+	for _, r := range s.rig.Fake.Requests()[requestsBefore:] {
+		if !strings.HasPrefix(r.Path, "/oidc/") {
+			assert.Equal(t, "GET", r.Method, "the refused rollback changed something: %s %s", r.Method, r.Path)
+		}
+	}
+	assert.Equal(t, current, s.rig.Fake.Workspace(rig.AnalyticsWorkspace).ManagedServicesCustomerManagedKeyId, "the later rotation stands")
+	s.assertAnalyticsComputeRestored()
+}
