@@ -96,7 +96,12 @@ func (a *App) rollback(ctx context.Context, args []string) error {
 // Functions refuses a reused name) instead of a second execution racing the first for the locks.
 func rollbackName(execution, previousKeyConfigID string) string {
 	sum := sha256.Sum256([]byte(execution + "\x00" + previousKeyConfigID))
-	return "rollback-" + truncate(execution, 50) + "-" + hex.EncodeToString(sum[:4])
+	// 9 + 50 + 1 + 8 characters stay within the 80 Step Functions allows; the hash keeps names of
+	// long executions that share a prefix apart.
+	if r := []rune(execution); len(r) > 50 {
+		execution = string(r[:50])
+	}
+	return "rollback-" + execution + "-" + hex.EncodeToString(sum[:4])
 }
 
 // RollbackInputs reads an execution's history for what it did to each workspace and returns the
