@@ -173,7 +173,8 @@ func TestHygieneAfterTheReminderDeletesAnUnreferencedConfigurationAndKeepsARefer
 func TestCmkrotateKeysListsEveryWorkspaceWithSinceWhenAndFlagsOldKeys(t *testing.T) {
 	s := start(t, func(o *rig.Options) {
 		twoPreviousConfigurations(o)
-		o.FunctionEnv = nil // hygiene off, as by default
+		o.FunctionEnv = map[string]string{"MAX_KEY_AGE_DAYS": "365"} // hygiene off, as by default
+		o.KeyAgeCheck = true
 	})
 	_, err := s.rig.KMS.CreateAlias(s.ctx, &kms.CreateAliasInput{AliasName: aws.String("alias/databricks/prod"), TargetKeyId: aws.String(rig.AliasTargetKeyID)})
 	require.NoError(t, err)
@@ -225,6 +226,18 @@ func TestCmkrotateKeysListsEveryWorkspaceWithSinceWhenAndFlagsOldKeys(t *testing
 	assert.Contains(t, mlStorage, old.UTC().Format("2006-01-02")+" (key configuration created)")
 	assert.Contains(t, mlStorage, "EXCEEDED (max 365 d)")
 	assert.Contains(t, out.String(), "Without a customer-managed key: 3456789012345678")
+
+	// The daily check (the real bootstrap) publishes the same two uses.
+	result, err := s.rig.CheckKeyAge(s.ctx)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"checked": 3, "exceeded": 2}`, string(result))
+	exceeded := s.events("Key Age Exceeded")
+	require.Len(t, exceeded, 2)
+	for _, d := range exceeded {
+		assert.Equal(t, "2345678901234567", d["workspace_id"])
+		assert.Equal(t, rig.OldKeyConfigID, d["key_config_id"])
+		assert.Equal(t, true, d["age_exceeded"])
+	}
 }
 
 func TestRollbackAfterALaterRotationIsRefusedBeforeAnyStop(t *testing.T) {
