@@ -361,6 +361,7 @@ var callsDatabricksByDesign = map[string]bool{
 	"ValidateFunction": true, "RegisterKeyConfigFunction": true, "InventoryFunction": true,
 	"StopComputeFunction": true, "ComputeStatusFunction": true, "PatchWorkspaceFunction": true,
 	"WorkspaceStatusFunction": true, "RestartComputeFunction": true, "KeyGuardFunction": true,
+	"KeyConfigHygieneFunction": true, "KeyAgeCheckFunction": true,
 }
 
 // wireDatabricksBuilders are the internal/wire functions that build Databricks clients, directly or
@@ -629,10 +630,11 @@ func TestSecretStateMachineBusAndTableActionsAreScopedToTheirOneResource(t *test
 		allowed := map[string][]string{
 			"secretsmanager:GetSecretValue": {d.params["DatabricksSecretArn"]},
 			"states:StartExecution":         {fmt.Sprint(d.ref("RotationStateMachine")), reminder},
-			"states:ListExecutions":         {reminder},
-			"states:DescribeExecution":      {reminderExecutions, rotationExecutions},
-			"states:GetExecutionHistory":    {rotationExecutions},
-			"events:PutEvents":              {busARN},
+			// The key age check reads the rotations' outputs for since when a workspace uses its key.
+			"states:ListExecutions":      {reminder, fmt.Sprint(d.ref("RotationStateMachine"))},
+			"states:DescribeExecution":   {reminderExecutions, rotationExecutions},
+			"states:GetExecutionHistory": {rotationExecutions},
+			"events:PutEvents":           {busARN},
 		}
 		lockTable := fmt.Sprint(d.getAtt("RotationLockTable", "Arn"))
 		inventories := fmt.Sprint(d.getAtt("InventoryBucket", "Arn")) + "/inventories/*"

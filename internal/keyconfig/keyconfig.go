@@ -35,6 +35,15 @@ func (t *Task) Handle(ctx context.Context, in Input) (rotation.KeyConfig, error)
 	if err != nil {
 		return rotation.KeyConfig{}, fmt.Errorf("listing key configurations: %w", err)
 	}
+	// A rollback names the configuration to move back to (Validate checked it names this key): it is
+	// reused even when its use cases are wider than the plan's, so no second configuration appears.
+	if p.RollbackKeyConfigID != "" {
+		for _, c := range configs {
+			if c.CustomerManagedKeyId == p.RollbackKeyConfigID && c.AwsKeyInfo != nil && c.AwsKeyInfo.KeyArn == p.KeyARN {
+				return rotation.KeyConfig{KeyConfigID: c.CustomerManagedKeyId}, nil
+			}
+		}
+	}
 	if existing := validate.MatchingKeyConfig(configs, p.KeyARN, p.UseCases, p.ReuseKeyForClusterVolumes); existing != nil {
 		return rotation.KeyConfig{KeyConfigID: existing.CustomerManagedKeyId}, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/databricks/databricks-sdk-go/service/provisioning"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -55,4 +56,16 @@ func TestAStorageKeyThatMustNotEncryptVolumesSaysSoOnTheWire(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, got.Created)
 	assert.Len(t, fake.KeyConfigs(), 2)
+}
+
+func TestARollbackReusesThePreviousConfigurationEvenWithWiderUseCases(t *testing.T) {
+	fake, task := newTask(t)
+	previous := fake.AddKeyConfig(provisioning.CustomerManagedKey{UseCases: []provisioning.KeyUseCase{"MANAGED_SERVICES", "STORAGE"},
+		AwsKeyInfo: &provisioning.AwsKeyInfo{KeyArn: keyARN, KeyRegion: "us-west-2", ReuseKeyForClusterVolumes: true}})
+	in := keyconfig.Input{Plan: rotation.Plan{KeyARN: keyARN, KeyRegion: "us-west-2", UseCases: []string{"MANAGED_SERVICES"}, RollbackKeyConfigID: previous}}
+
+	got, err := task.Handle(context.Background(), in)
+	require.NoError(t, err)
+	assert.Equal(t, rotation.KeyConfig{KeyConfigID: previous}, got)
+	assert.Len(t, fake.KeyConfigs(), 1, "no second configuration for the previous key")
 }

@@ -9,6 +9,8 @@ Usage:
   cmkrotate status EXECUTION                              one progress snapshot
   cmkrotate watch  EXECUTION                              follow an execution until it ends
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
+  cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
+  cmkrotate keys   [--max-age-days N] [--json]             every workspace's keys, since when, and which are too old
 
 EXECUTION is an execution ARN, or an execution name together with --state-machine.
 
@@ -94,4 +96,38 @@ Flags:
   --max N               how many executions (default 20, at most 1000)
   --status STATUS       only RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE
   --state-machine ARN   default: $ROTATOR_STATE_MACHINE_ARN
+`
+
+const rollbackHelp = `Usage: cmkrotate rollback EXECUTION [--watch] [--print] [--state-machine ARN]
+
+Reads EXECUTION's history for each workspace it rotated and that workspace's previous managed
+services key configuration and key, and starts a rotation back to it through the same state
+machine (locks, validation, compensation), one execution per previous key configuration, named
+rollback-<execution>-<hash> so that running it twice starts nothing new.
+
+The input carries rollback_of; Validate then refuses it before anything is stopped when the previous
+key is no longer usable (disabled, pending deletion: KeyNotUsable) or a workspace is no longer on the
+configuration EXECUTION set, because a later rotation happened since (RollbackRefused). The previous
+key configuration is reused as it is. A storage key is never rolled back (Databricks cannot replace
+one on a running workspace).
+
+  --watch                               follow each rollback until it ends
+  --print                               print the inputs (for the console) and start nothing
+  --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN (needed with an execution name)
+`
+
+const keysHelp = `Usage: cmkrotate keys [--max-age-days N] [--json] [--state-machine ARN]
+
+Lists every workspace of the Databricks account with its managed services and storage key
+configurations, key ARN, alias (from KMS, else as registered), and since when it has used each: the
+latest succeeded rotation onto it in the rotation state machine's history, else the key
+configuration's creation time (an upper bound on the age). Keys used for longer than the maximum age
+are marked EXCEEDED; the scheduled KeyAgeCheck function publishes "Key Age Exceeded" for the same.
+
+  --max-age-days N                      default: $MAX_KEY_AGE_DAYS, else 365
+  --json                                the report as JSON
+  --state-machine ARN                   default: $ROTATOR_STATE_MACHINE_ARN; without one, no history is read
+
+Databricks: DATABRICKS_HOST, DATABRICKS_ACCOUNT_ID and DATABRICKS_SECRET_ARN (Secrets Manager), or
+DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET locally.
 `

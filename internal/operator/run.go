@@ -42,8 +42,10 @@ type App struct {
 	// Env looks up an environment variable ("" when unset).
 	Env    func(string) string
 	NewSFN NewSFN
-	Now    func() time.Time
-	Sleep  func(ctx context.Context, d time.Duration) error
+	// NewKeySources builds the Databricks account and KMS clients of cmkrotate keys.
+	NewKeySources NewKeySources
+	Now           func() time.Time
+	Sleep         func(ctx context.Context, d time.Duration) error
 	// MinPoll and MaxPoll bound the watch backoff.
 	MinPoll, MaxPoll time.Duration
 	// Terminal reports whether w is an interactive terminal, where the display redraws in place.
@@ -51,11 +53,14 @@ type App struct {
 }
 
 // Run runs the command line args (without the program name) and returns the exit code.
-func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string, newSFN NewSFN) int {
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) string, newSFN NewSFN, newKeys ...NewKeySources) int {
 	a := &App{
 		Stdout: stdout, Stderr: stderr, Stdin: os.Stdin, Env: env, NewSFN: newSFN,
 		Now: time.Now, Sleep: sleepContext, MinPoll: time.Second, MaxPoll: 5 * time.Second,
 		Terminal: isTerminal,
+	}
+	if len(newKeys) > 0 {
+		a.NewKeySources = newKeys[0]
 	}
 	return a.Run(ctx, args)
 }
@@ -86,6 +91,8 @@ var commands = []command{
 	{"status", statusHelp, (*App).status},
 	{"watch", watchHelp, (*App).watch},
 	{"list", listHelp, (*App).list},
+	{"rollback", rollbackHelp, (*App).rollback},
+	{"keys", keysHelp, (*App).keys},
 }
 
 // Run runs args and returns the exit code.

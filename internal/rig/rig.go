@@ -56,8 +56,12 @@ var (
 		{"ComputeStatusFunction", "compute-status"}, {"PatchWorkspaceFunction", "patch-workspace"},
 		{"WorkspaceStatusFunction", "workspace-status"}, {"RestartComputeFunction", "restart-compute"},
 		{"BuildReportFunction", "build-report"},
+		// Invoked by the retirement reminder; it does nothing unless KEY_CONFIG_HYGIENE=true (FunctionEnv).
+		{"KeyConfigHygieneFunction", "key-config-hygiene"},
 	}
 	TriggerFunction = Function{"TriggerFunction", "trigger"}
+	// KeyAgeCheckFunction runs on a schedule in AWS; the rig starts it only with Options.KeyAgeCheck.
+	KeyAgeCheckFunction = Function{"KeyAgeCheckFunction", "key-age-check"}
 )
 
 // Options configure a rig.
@@ -87,6 +91,8 @@ type Options struct {
 	RetryMS int
 	// KMSProxy puts a fault-injecting proxy in front of KMS (Rig.KMSProxy), for scenarios that throttle it.
 	KMSProxy bool
+	// KeyAgeCheck starts the scheduled KeyAgeCheckFunction too (Rig.CheckKeyAge runs it).
+	KeyAgeCheck bool
 	// Log receives the functions' log lines live; nil discards them (they stay in Function.Logs).
 	Log io.Writer
 	// Logger receives the engine's own diagnostics.
@@ -235,6 +241,15 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	if _, err := r.startFunction(ctx, opts, tools, TriggerFunction, triggerEnv); err != nil {
 		return nil, err
 	}
+	if opts.KeyAgeCheck {
+		env := map[string]string{"AWS_ENDPOINT_URL_SFN": r.AWS.URL(), "ROTATION_STATE_MACHINE_ARN": r.RotationARN}
+		for k, v := range taskEnv {
+			env[k] = v
+		}
+		if _, err := r.startFunction(ctx, opts, tools, KeyAgeCheckFunction, env); err != nil {
+			return nil, err
+		}
+	}
 
 	for _, sm := range []struct {
 		arn, file string
@@ -271,6 +286,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		"AWS_ENDPOINT_URL_KMS": r.KMSEndpoint, "AWS_ENDPOINT_URL_SECRETS_MANAGER": r.AWS.URL(),
 		"AWS_ENDPOINT_URL_DYNAMODB": r.AWS.URL(), "LOCK_TABLE_NAME": LockTable,
 		"AWS_ENDPOINT_URL_S3": r.AWS.URL(), "INVENTORY_BUCKET": InventoryBucket,
+		"AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(), "EVENT_BUS_NAME": EventBus,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
@@ -336,6 +352,22 @@ func (r *Rig) Deliver(ctx context.Context, event []byte) error {
 		return fnErr
 	}
 	return nil
+}
+
+// CheckKeyAge runs the key age check as its daily schedule would and returns its result.
+func (r *Rig) CheckKeyAge(ctx context.Context) (json.RawMessage, error) {
+	fn, ok := r.Functions[KeyAgeCheckFunction.LogicalID]
+	if !ok {
+		return nil, fmt.Errorf("the rig was started without Options.KeyAgeCheck")
+	}
+	out, fnErr, err := fn.Invoke(ctx, []byte(`{"version": "0", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}`))
+	if err != nil {
+		return nil, err
+	}
+	if fnErr != nil {
+		return nil, fnErr
+	}
+	return out, nil
 }
 
 // StartExecution starts the rotation state machine with an operator's input, as the console does.

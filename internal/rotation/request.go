@@ -17,7 +17,7 @@ var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
 // accept "WORKSPACE_IDS").
-var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger"}
+var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger", "rollback_of"}
 
 // ParseRequest decodes and normalises an execution input. It is the offline half of validation,
 // shared by the Validate task and the operator CLI: every rejection names the field and the reason.
@@ -54,10 +54,12 @@ func ParseRequest(raw []byte) (Request, error) {
 		ReuseKeyForClusterVolumes *bool
 		DryRun                    bool
 		Trigger                   *Trigger
+		RollbackOf                *RollbackOf
 	}
 	targets := map[string]any{
 		"workspace_ids": &wire.WorkspaceIDs, "key_arn": &wire.KeyARN, "key_alias": &wire.KeyAlias, "use_cases": &wire.UseCases,
 		"reuse_key_for_cluster_volumes": &wire.ReuseKeyForClusterVolumes, "dry_run": &wire.DryRun, "trigger": &wire.Trigger,
+		"rollback_of": &wire.RollbackOf,
 	}
 	for _, name := range requestFields {
 		value, ok := fields[name]
@@ -74,7 +76,7 @@ func ParseRequest(raw []byte) (Request, error) {
 		return invalid("%s", strings.Join(problems, "; "))
 	}
 
-	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger}
+	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger, RollbackOf: wire.RollbackOf}
 	if len(wire.WorkspaceIDs) == 0 {
 		problems = append(problems, "workspace_ids: at least one workspace id is required")
 	}
@@ -117,10 +119,34 @@ func ParseRequest(raw []byte) (Request, error) {
 	if req.KeyAlias != "" && !strings.HasPrefix(req.KeyAlias, "alias/") {
 		problems = append(problems, fmt.Sprintf("key_alias: %q must start with alias/", req.KeyAlias))
 	}
+	problems = append(problems, rollbackProblems(req)...)
 	if len(problems) > 0 {
 		return invalid("%s", strings.Join(problems, "; "))
 	}
 	return req, nil
+}
+
+// rollbackProblems checks a rollback request offline. Only the managed services key is rolled back:
+// Databricks cannot replace a storage key on a running workspace, so a rotation's storage key stays.
+func rollbackProblems(req Request) []string {
+	r := req.RollbackOf
+	if r == nil {
+		return nil
+	}
+	var problems []string
+	for name, value := range map[string]string{"execution": r.Execution, "key_config_id": r.KeyConfigID, "previous_key_config_id": r.PreviousKeyConfigID} {
+		if strings.TrimSpace(value) == "" {
+			problems = append(problems, fmt.Sprintf("rollback_of.%s: required", name))
+		}
+	}
+	if r.KeyConfigID != "" && r.KeyConfigID == r.PreviousKeyConfigID {
+		problems = append(problems, "rollback_of: key_config_id and previous_key_config_id are the same configuration: there is nothing to roll back")
+	}
+	if !slices.Equal(req.UseCases, []string{UseCaseManagedServices}) {
+		problems = append(problems, `use_cases: a rollback moves the managed services key only (["MANAGED_SERVICES"]); a storage key cannot be replaced on a running workspace`)
+	}
+	slices.Sort(problems)
+	return problems
 }
 
 // workspaceID reads one id given as a JSON string or a JSON number.

@@ -25,6 +25,18 @@ type Request struct {
 	DryRun                    bool     `json:"dry_run,omitempty"`
 	// Trigger records what started the execution; absent for console starts.
 	Trigger *Trigger `json:"trigger,omitempty"`
+	// RollbackOf makes this request the rollback of an earlier rotation (cmkrotate rollback).
+	RollbackOf *RollbackOf `json:"rollback_of,omitempty"`
+}
+
+// RollbackOf names the rotation a request rolls back. Validate refuses the rollback unless every
+// workspace is still on KeyConfigID (the configuration that rotation set: otherwise a later rotation
+// happened since) and PreviousKeyConfigID still names the request's key, which is then reused as it
+// is rather than registered again.
+type RollbackOf struct {
+	Execution           string `json:"execution"`
+	KeyConfigID         string `json:"key_config_id"`
+	PreviousKeyConfigID string `json:"previous_key_config_id"`
 }
 
 // Trigger describes the event that started an automatic rotation.
@@ -47,6 +59,8 @@ type Plan struct {
 	QuietWindowSeconds        int               `json:"quiet_window_seconds"`
 	MaxConcurrency            int               `json:"max_concurrency"`
 	Workspaces                []WorkspaceTarget `json:"workspaces"`
+	// RollbackKeyConfigID is set for a rollback: the previous key configuration, reused as it is.
+	RollbackKeyConfigID string `json:"rollback_key_config_id,omitempty"`
 }
 
 // WorkspaceTarget is one workspace as validation found it.

@@ -44,6 +44,11 @@ type WorkspaceNotRunning struct{ Reason string }
 // does not support on a running workspace (only managed services keys can be rotated).
 type StorageKeyReplacementRefused struct{ Reason string }
 
+// RollbackRefused: a rollback request no longer applies: a workspace is not on the key configuration
+// the rolled-back rotation set (a later rotation happened since), or the previous configuration no
+// longer names the previous key. Refused before anything is touched.
+type RollbackRefused struct{ Reason string }
+
 // WorkspaceBusy: another execution holds the rotation lock of a workspace. The request is refused
 // before anything is touched; it is not queued and not retried.
 type WorkspaceBusy struct{ Reason string }
@@ -85,6 +90,7 @@ func (e *WorkspaceNotRunning) Error() string          { return e.Reason }
 func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
 func (e *ComputeStillRunning) Error() string          { return e.Reason }
 func (e *WorkspaceBusy) Error() string                { return e.Reason }
+func (e *RollbackRefused) Error() string              { return e.Reason }
 func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
 func (e *WorkspaceReverted) Error() string            { return e.Reason }
 func (e *WorkspaceUpdateTimedOut) Error() string      { return e.Reason }
@@ -97,6 +103,7 @@ func (e *DatabricksRequestFailed) Error() string      { return e.Reason }
 var Validation = []error{
 	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
 	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{}, &WorkspaceBusy{},
+	&RollbackRefused{},
 }
 
 // Transient lists the errors the state machine retries with backoff.

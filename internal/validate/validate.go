@@ -121,6 +121,13 @@ func (t *Task) Validate(ctx context.Context, req rotation.Request) (rotation.Pla
 	if existing := MatchingKeyConfig(configs, key.ARN, req.UseCases, plan.ReuseKeyForClusterVolumes); existing != nil {
 		plan.ExistingKeyConfigID = existing.CustomerManagedKeyId
 	}
+	if req.RollbackOf != nil {
+		previous, err := checkRollback(req, key.ARN, workspaces, configs)
+		if err != nil {
+			return rotation.Plan{}, err
+		}
+		plan.ExistingKeyConfigID, plan.RollbackKeyConfigID = previous, previous
+	}
 
 	wantsStorage := rotation.HasUseCase(req.UseCases, rotation.UseCaseStorage)
 	wantsManaged := rotation.HasUseCase(req.UseCases, rotation.UseCaseManagedServices)
@@ -148,6 +155,37 @@ func (t *Task) Validate(ctx context.Context, req rotation.Request) (rotation.Pla
 		plan.Workspaces = append(plan.Workspaces, target)
 	}
 	return plan, nil
+}
+
+// checkRollback refuses a rollback that no longer applies and returns the key configuration to move
+// back to. Each workspace must still be on the configuration the rolled-back rotation set: if it is
+// not, a later rotation (or a hand change) happened since, and moving back would undo that one
+// instead. The previous configuration is reused as it is: it is the very one the workspace used before.
+func checkRollback(req rotation.Request, keyARN string, workspaces []*provisioning.Workspace, configs []provisioning.CustomerManagedKey) (string, error) {
+	r := req.RollbackOf
+	for _, ws := range workspaces {
+		if ws.ManagedServicesCustomerManagedKeyId != r.KeyConfigID {
+			return "", taskerr.Errorf[taskerr.RollbackRefused](
+				"workspace %d (%s) is on managed services key configuration %s, not %s that execution %s set: a later rotation happened since; roll back that one instead",
+				ws.WorkspaceId, ws.WorkspaceName, orUnknown(ws.ManagedServicesCustomerManagedKeyId), r.KeyConfigID, r.Execution)
+		}
+	}
+	for _, c := range configs {
+		if c.CustomerManagedKeyId != r.PreviousKeyConfigID {
+			continue
+		}
+		if c.AwsKeyInfo == nil || c.AwsKeyInfo.KeyArn != keyARN {
+			return "", taskerr.Errorf[taskerr.RollbackRefused](
+				"previous key configuration %s is not for key %s: the rollback input does not match what execution %s replaced", r.PreviousKeyConfigID, keyARN, r.Execution)
+		}
+		if !slices.Contains(c.UseCases, provisioning.KeyUseCaseManagedServices) {
+			return "", taskerr.Errorf[taskerr.RollbackRefused](
+				"previous key configuration %s does not have the MANAGED_SERVICES use case", r.PreviousKeyConfigID)
+		}
+		return c.CustomerManagedKeyId, nil
+	}
+	return "", taskerr.Errorf[taskerr.RollbackRefused](
+		"previous key configuration %s no longer exists in the account (deleted since execution %s?): nothing to roll back to", r.PreviousKeyConfigID, r.Execution)
 }
 
 func (t *Task) workspace(ctx context.Context, id string) (*provisioning.Workspace, error) {

@@ -139,3 +139,71 @@ func TestAWorkspaceAlreadyOnTheKeyIsMarkedSoNothingIsStopped(t *testing.T) {
 	assert.True(t, plan.Workspaces[0].AlreadyOnKey)
 	assert.Equal(t, f.old, plan.ExistingKeyConfigID, "the existing key configuration is reused, never duplicated")
 }
+
+// rollbackFixture: workspace 15 was moved by execution "rot-1" from f.old (the old key, with the
+// MANAGED_SERVICES and STORAGE use cases) onto a configuration of the new key.
+func rollbackFixture(t *testing.T) (f *fixture, rotated string) {
+	f = newFixture(t)
+	rotated = f.fake.AddKeyConfig(provisioning.CustomerManagedKey{UseCases: []provisioning.KeyUseCase{"MANAGED_SERVICES"},
+		AwsKeyInfo: &provisioning.AwsKeyInfo{KeyArn: newKeyARN, KeyRegion: "us-west-2"}})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 15, WorkspaceName: "rotated", DeploymentName: "rotated", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING",
+		ManagedServicesCustomerManagedKeyId: rotated})
+	return f, rotated
+}
+
+func rollbackInput(keyARN, keyConfigID, previous string) string {
+	return `{"workspace_ids": ["15"], "key_arn": "` + keyARN + `", "rollback_of": {"execution": "rot-1", "key_config_id": "` + keyConfigID + `", "previous_key_config_id": "` + previous + `"}}`
+}
+
+func TestARollbackReusesThePreviousKeyConfigurationAsItIs(t *testing.T) {
+	f, rotated := rollbackFixture(t)
+	plan, err := f.validate(t, rollbackInput(oldKeyARN, rotated, f.old))
+	require.NoError(t, err)
+	// f.old has wider use cases than the rollback's MANAGED_SERVICES, so only the rollback path
+	// can pick it: a plain rotation to the old key would register a new configuration.
+	assert.Equal(t, f.old, plan.ExistingKeyConfigID)
+	assert.Equal(t, f.old, plan.RollbackKeyConfigID)
+	assert.Equal(t, rotated, plan.Workspaces[0].PreviousManagedKeyID)
+	assert.False(t, plan.Workspaces[0].AlreadyOnKey)
+}
+
+func TestARollbackThatNoLongerAppliesIsRefusedBeforeAnythingChanges(t *testing.T) {
+	cases := []struct {
+		name    string
+		input   func(f *fixture, rotated string) string
+		want    error
+		mention string
+	}{
+		{"a later rotation moved the workspace on", func(f *fixture, rotated string) string {
+			later := f.fake.AddKeyConfig(provisioning.CustomerManagedKey{UseCases: []provisioning.KeyUseCase{"MANAGED_SERVICES"},
+				AwsKeyInfo: &provisioning.AwsKeyInfo{KeyArn: "arn:aws:kms:us-west-2:111122223333:key/later", KeyRegion: "us-west-2"}})
+			f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 15, WorkspaceName: "rotated", DeploymentName: "rotated", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING",
+				ManagedServicesCustomerManagedKeyId: later})
+			return rollbackInput(oldKeyARN, rotated, f.old)
+		}, &taskerr.RollbackRefused{}, "a later rotation happened since"},
+		{"the previous configuration was deleted", func(f *fixture, rotated string) string {
+			return rollbackInput(oldKeyARN, rotated, "deleted-config")
+		}, &taskerr.RollbackRefused{}, "no longer exists"},
+		{"the previous configuration is for another key", func(f *fixture, rotated string) string {
+			return rollbackInput(newKeyARN, rotated, f.old)
+		}, &taskerr.RollbackRefused{}, "is not for key"},
+		{"a storage rollback", func(f *fixture, rotated string) string {
+			return `{"workspace_ids": ["15"], "key_arn": "` + oldKeyARN + `", "use_cases": ["STORAGE"], "rollback_of": {"execution": "rot-1", "key_config_id": "` + rotated + `", "previous_key_config_id": "` + f.old + `"}}`
+		}, &taskerr.InvalidInput{}, "managed services key only"},
+		{"a rollback without the previous configuration", func(f *fixture, rotated string) string {
+			return `{"workspace_ids": ["15"], "key_arn": "` + oldKeyARN + `", "rollback_of": {"execution": "rot-1", "key_config_id": "` + rotated + `"}}`
+		}, &taskerr.InvalidInput{}, "rollback_of.previous_key_config_id: required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, rotated := rollbackFixture(t)
+			_, err := f.validate(t, tc.input(f, rotated))
+			require.Error(t, err)
+			assert.Equal(t, taskerr.Name(tc.want), taskerr.Name(taskerr.AtBoundary(err)), err.Error())
+			assert.Contains(t, err.Error(), tc.mention)
+			for _, r := range f.fake.Requests() {
+				assert.Equal(t, "GET", r.Method, "validation changed something: %s %s", r.Method, r.Path)
+			}
+		})
+	}
+}
