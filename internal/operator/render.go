@@ -251,6 +251,9 @@ func computeSummary(r *RunView, dryRun bool) string {
 		if len(r.StopStatus.LateStopped) > 0 {
 			s += "; also stopped, started after the inventory: " + refList(r.StopStatus.LateStopped, len(r.StopStatus.LateStopped))
 		}
+		if len(r.StopStatus.StoppedAgain) > 0 {
+			s += "; stopped again, started by someone mid-rotation: " + refList(r.StopStatus.StoppedAgain, len(r.StopStatus.StoppedAgain))
+		}
 		return s
 	case r.Stop != nil:
 		s := "stopping " + counts

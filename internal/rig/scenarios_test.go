@@ -367,9 +367,6 @@ func TestASilentRevertEndsWithComputeRestoredAndAFailureEvent(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := start(t, func(o *rig.Options) {
-				// The subcases place the revert before or after the restart: on fixed delays, since a
-				// drawn update time (100-400 ms here) would move the revert across the checks.
-				o.Fake = dbfake.Options{TransitionDelay: 100 * time.Millisecond, WorkspaceUpdateDelay: 100 * time.Millisecond}
 				o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s"}
 				if tc.settle != "" {
 					o.FunctionEnv["WORKSPACE_SETTLE"] = tc.settle
