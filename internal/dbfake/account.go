@@ -32,6 +32,10 @@ type PatchBehaviour struct {
 	// Rollback ends the update RUNNING on the old values without ever showing the new ones: after
 	// a PROVISIONING phase, the workspace is back on its previous key configuration.
 	Rollback bool
+	// RevertAtFirstStart lets the update land as usual, then puts the old values back (RUNNING) at
+	// the first compute start in the workspace after the PATCH: a revert that lands after the check
+	// saw the new key and before the look that follows the restart, whatever the machine's speed.
+	RevertAtFirstStart bool
 }
 
 // WorkspaceUpdateSpan is one accepted workspace PATCH as the fake played it, on the fake's clock:
@@ -137,6 +141,20 @@ func withStatus(ws provisioning.Workspace, st provisioning.WorkspaceStatus, msg 
 	ws.WorkspaceStatus = st
 	ws.WorkspaceStatusMessage = msg
 	return ws
+}
+
+// revertIfScripted plays PatchBehaviour.RevertAtFirstStart: called by every compute start.
+func (s *Server) revertIfScripted(workspaceID int64, now time.Time) {
+	before, ok := s.revertAtStart[workspaceID]
+	r := s.workspaceRec(workspaceID)
+	if !ok || r == nil {
+		return
+	}
+	delete(s.revertAtStart, workspaceID)
+	r.view(now)
+	r.upd = nil
+	r.ws = withStatus(before, provisioning.WorkspaceStatusRunning, msgRunning)
+	s.log.Info("dbfake: workspace update reverted silently", "workspace_id", workspaceID)
 }
 
 func (s *Server) workspaceRec(id int64) *workspaceRec {
@@ -354,6 +372,9 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 		delay:     max(s.delay(workspaceUpdateTime), b.ProvisioningFor),
 	}
 	r.upd = u
+	if b.RevertAtFirstStart {
+		s.revertAtStart[current.WorkspaceId] = current
+	}
 	span := WorkspaceUpdateSpan{WorkspaceID: current.WorkspaceId, Accepted: c.now, Stuck: b.StuckProvisioning}
 	if b.ProvisioningFor > 0 && !b.StuckProvisioning {
 		span.ProvisioningUntil = c.now.Add(b.ProvisioningFor)

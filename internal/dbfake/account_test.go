@@ -529,6 +529,27 @@ func TestWorkspacePatchBehaviours(t *testing.T) {
 		assert.Equal(t, oldManagedKey, ws.ManagedServicesCustomerManagedKeyId)
 	})
 
+	t.Run("a revert at the first start shows the new key until compute starts, then the old one", func(t *testing.T) {
+		s := startFake(t, Options{})
+		seedRotation(t, s)
+		s.AddCluster(wsID, compute.ClusterDetails{ClusterId: "c-1", ClusterSource: compute.ClusterSourceUi, State: compute.StateTerminated})
+		s.SetPatchBehaviour(wsID, PatchBehaviour{RevertAtFirstStart: true})
+		api := provisioning.NewWorkspaces(accountClient(t, s))
+
+		_, err := patchManagedKey(ctx, api, newManagedKey)
+		require.NoError(t, err)
+		for range 3 {
+			ws, err := api.GetByWorkspaceId(ctx, wsID)
+			require.NoError(t, err)
+			assert.Equal(t, newManagedKey, ws.ManagedServicesCustomerManagedKeyId, "every look before a start sees the new key")
+		}
+		require.NoError(t, compute.NewClusters(workspaceClient(t, s, wsID)).StartByClusterId(ctx, "c-1"))
+		ws, err := api.GetByWorkspaceId(ctx, wsID)
+		require.NoError(t, err)
+		assert.Equal(t, provisioning.WorkspaceStatusRunning, ws.WorkspaceStatus)
+		assert.Equal(t, oldManagedKey, ws.ManagedServicesCustomerManagedKeyId)
+	})
+
 	t.Run("a silent revert with no delay is visible on the next GET", func(t *testing.T) {
 		s := startFake(t, Options{})
 		seedRotation(t, s)

@@ -289,6 +289,7 @@ func (s *Server) startClusterCall(c *call) (any, error) {
 	if rec.d.State != compute.StateTerminated {
 		return nil, badRequest("INVALID_STATE", "Cluster %s is in unexpected state %s.", rec.d.ClusterId, rec.d.State)
 	}
+	s.revertIfScripted(c.wsID, c.now)
 	s.startCluster(rec, c.now, s.computeOf(c.wsID).failStart[rec.d.ClusterId])
 	return nil, nil
 }
@@ -519,6 +520,7 @@ func (s *Server) startWarehouse(c *call) (any, error) {
 	case sql.StateDeleted, sql.StateDeleting:
 		return nil, badRequest("INVALID_STATE", "Warehouse %s is %s", w.w.Id, w.w.State)
 	}
+	s.revertIfScripted(c.wsID, c.now)
 	s.resumeWarehouse(w, c.now)
 	return nil, nil
 }

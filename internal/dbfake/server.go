@@ -109,11 +109,13 @@ type Server struct {
 	keys       ordered[provisioning.CustomerManagedKey]
 	compute    map[int64]*workspaceCompute
 	behaviours map[int64]PatchBehaviour
-	updateLog  []WorkspaceUpdateSpan
-	tokens     map[string]time.Time // issued OAuth access token -> expiry
-	faults     []*faultRule
-	requests   []Request
-	unknown    []string
+	// revertAtStart holds, per workspace, the values a RevertAtFirstStart update reverts to.
+	revertAtStart map[int64]provisioning.Workspace
+	updateLog     []WorkspaceUpdateSpan
+	tokens        map[string]time.Time // issued OAuth access token -> expiry
+	faults        []*faultRule
+	requests      []Request
+	unknown       []string
 }
 
 // Start validates opts, listens on opts.Addr and serves until Close.
@@ -137,12 +139,13 @@ func Start(opts Options) (*Server, error) {
 		opts.MaxRecordedRequests = 100000
 	}
 	s := &Server{
-		opts:       opts,
-		log:        opts.Logger,
-		now:        opts.Now,
-		compute:    map[int64]*workspaceCompute{},
-		behaviours: map[int64]PatchBehaviour{},
-		tokens:     map[string]time.Time{},
+		opts:          opts,
+		log:           opts.Logger,
+		now:           opts.Now,
+		compute:       map[int64]*workspaceCompute{},
+		behaviours:    map[int64]PatchBehaviour{},
+		revertAtStart: map[int64]provisioning.Workspace{},
+		tokens:        map[string]time.Time{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()

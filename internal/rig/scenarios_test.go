@@ -359,11 +359,14 @@ func TestAKeyPolicyWithoutTheDatabricksGrantIsRefused(t *testing.T) {
 func TestASilentRevertEndsWithComputeRestoredAndAFailureEvent(t *testing.T) {
 	for _, tc := range []struct {
 		name, settle, caughtIn string
+		behaviour              dbfake.PatchBehaviour
 	}{
-		// Default: the new id shows, compute comes back, and the look after the restart sees the revert.
-		{"caught when confirming the key after the restart", "", "ConfirmKey"},
+		// Default: the new id shows, compute comes back, and the look after the restart sees the
+		// revert. The fake reverts at the first restart call, so the revert lands between the check
+		// that saw the new id and ConfirmKey however fast or loaded the machine is.
+		{"caught when confirming the key after the restart", "", "ConfirmKey", dbfake.PatchBehaviour{RevertAtFirstStart: true}},
 		// With a settle window the revert is seen before the restart, and compensation brings compute back.
-		{"caught within a settle window, before the restart", "2s", "Compensate"},
+		{"caught within a settle window, before the restart", "2s", "Compensate", dbfake.PatchBehaviour{SilentRevert: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := start(t, func(o *rig.Options) {
@@ -372,7 +375,7 @@ func TestASilentRevertEndsWithComputeRestoredAndAFailureEvent(t *testing.T) {
 					o.FunctionEnv["WORKSPACE_SETTLE"] = tc.settle
 				}
 			})
-			s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, dbfake.PatchBehaviour{SilentRevert: true})
+			s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, tc.behaviour)
 			s.startInput(map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
 			exec := s.onlyRotation()
 			assert.Equal(t, awsfake.StatusFailed, exec.Status)
