@@ -48,6 +48,14 @@ type StorageKeyReplacementRefused struct{ Reason string }
 // before anything is touched; it is not queued and not retried.
 type WorkspaceBusy struct{ Reason string }
 
+// PolicyRejected: the rotation policy (policy/rotation-policy.yaml) does not allow the request: the
+// workspace, key, principal, use case or mode. The Reason names the rule. Refused before any lock.
+type PolicyRejected struct{ Reason string }
+
+// ApprovalRejected: an approver rejected the rotation, or nobody answered within the policy's
+// approval timeout. Nothing was locked or stopped.
+type ApprovalRejected struct{ Reason string }
+
 // ComputeStillRunning: Databricks refused the workspace PATCH with INVALID_STATE because classic
 // compute is still running. Retried by the state machine: it usually means a cluster is still terminating.
 type ComputeStillRunning struct{ Reason string }
@@ -84,6 +92,8 @@ func (e *WorkspaceNotFound) Error() string            { return e.Reason }
 func (e *WorkspaceNotRunning) Error() string          { return e.Reason }
 func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
 func (e *ComputeStillRunning) Error() string          { return e.Reason }
+func (e *PolicyRejected) Error() string               { return e.Reason }
+func (e *ApprovalRejected) Error() string             { return e.Reason }
 func (e *WorkspaceBusy) Error() string                { return e.Reason }
 func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
 func (e *WorkspaceReverted) Error() string            { return e.Reason }
@@ -97,6 +107,7 @@ func (e *DatabricksRequestFailed) Error() string      { return e.Reason }
 var Validation = []error{
 	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
 	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{}, &WorkspaceBusy{},
+	&PolicyRejected{}, &ApprovalRejected{},
 }
 
 // Transient lists the errors the state machine retries with backoff.
