@@ -25,7 +25,9 @@ FUNCTIONS := \
 	PatchWorkspaceFunction:patch-workspace \
 	WorkspaceStatusFunction:workspace-status \
 	RestartComputeFunction:restart-compute \
-	BuildReportFunction:build-report
+	BuildReportFunction:build-report \
+	CheckPolicyFunction:check-policy \
+	RequestApprovalFunction:request-approval
 
 fn_id  = $(word 1,$(subst :, ,$(1)))
 fn_dir = $(word 2,$(subst :, ,$(1)))

@@ -40,9 +40,9 @@ const (
 // DefaultApprovalTimeout applies when a rule in approval mode does not say.
 const DefaultApprovalTimeout = 24 * time.Hour
 
-// MaxApprovalTimeout keeps an approval wait inside Step Functions' one-year execution limit with
-// room for the rotation itself.
-const MaxApprovalTimeout = 30 * 24 * time.Hour
+// MaxApprovalTimeout bounds an approval wait: the state machine's TimeoutSeconds (15 days + 4 h)
+// holds this, a window wait of up to 8 days and the rotation's own 4 hours.
+const MaxApprovalTimeout = 7 * 24 * time.Hour
 
 // Document is the file as written.
 type Document struct {

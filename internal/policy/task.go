@@ -39,6 +39,15 @@ func Load(lookup func(string) (string, bool)) (*Policy, error) {
 // TaskInput is what the CheckPolicy state sends: the execution input as written.
 type TaskInput struct {
 	Request json.RawMessage `json:"request"`
+	// Compare, instead of Request, asks whether a newer rotation superseded this one while it waited
+	// (the CheckNotSuperseded state).
+	Compare *CompareInput `json:"compare,omitempty"`
+}
+
+// CompareInput is the plan validated before a wait and the one validated after the lock.
+type CompareInput struct {
+	Baseline rotation.Plan `json:"baseline"`
+	Plan     rotation.Plan `json:"plan"`
 }
 
 // TaskOutput is stored at $.policy. WaitUntil is set when the rotation must wait for its window;
@@ -63,6 +72,9 @@ type Task struct {
 
 // Handle evaluates the execution input. A refusal is PolicyRejected naming the rule.
 func (t Task) Handle(_ context.Context, in TaskInput) (TaskOutput, error) {
+	if in.Compare != nil {
+		return TaskOutput{}, Superseded(in.Compare.Baseline, in.Compare.Plan)
+	}
 	req, err := rotation.ParseRequest(in.Request)
 	if err != nil {
 		return TaskOutput{}, err
@@ -114,4 +126,28 @@ func message(o TaskOutput) string {
 		parts = append(parts, "allowed by rules "+strings.Join(o.Rules, ",")+" in mode "+o.Mode)
 	}
 	return strings.Join(parts, "; ")
+}
+
+// Superseded returns RotationSuperseded when a workspace's key ids differ between the plan made
+// before a wait and the one made after the lock: another rotation, typically an emergency that did
+// not wait, moved it meanwhile, and carrying on would replace the newer key with this older request's.
+func Superseded(baseline, now rotation.Plan) error {
+	before := map[string]rotation.WorkspaceTarget{}
+	for _, w := range baseline.Workspaces {
+		before[w.WorkspaceID] = w
+	}
+	var changed []string
+	for _, w := range now.Workspaces {
+		b, ok := before[w.WorkspaceID]
+		if !ok {
+			continue
+		}
+		if b.PreviousManagedKeyID != w.PreviousManagedKeyID || b.PreviousStorageKeyID != w.PreviousStorageKeyID {
+			changed = append(changed, fmt.Sprintf("workspace %s moved from key configuration %q to %q", w.WorkspaceID, b.PreviousManagedKeyID, w.PreviousManagedKeyID))
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	return taskerr.Errorf[taskerr.RotationSuperseded]("superseded by a newer rotation while this request waited (%s); nothing was stopped; start a new request if this key is still wanted", strings.Join(changed, "; "))
 }

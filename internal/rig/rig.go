@@ -26,6 +26,7 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
 	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
+	rotationpolicy "github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
 )
 
@@ -56,6 +57,7 @@ var (
 		{"ComputeStatusFunction", "compute-status"}, {"PatchWorkspaceFunction", "patch-workspace"},
 		{"WorkspaceStatusFunction", "workspace-status"}, {"RestartComputeFunction", "restart-compute"},
 		{"BuildReportFunction", "build-report"},
+		{"CheckPolicyFunction", "check-policy"}, {"RequestApprovalFunction", "request-approval"},
 	}
 	TriggerFunction = Function{"TriggerFunction", "trigger"}
 )
@@ -85,6 +87,9 @@ type Options struct {
 	// definitions' own durations apply); RetryMS every Retry interval (default 0).
 	WaitMS  int
 	RetryMS int
+	// Policy, if set, replaces the bundled rotation policy (policy/rotation-policy.yaml) in the
+	// trigger and the task functions (ROTATION_POLICY).
+	Policy string
 	// KMSProxy puts a fault-injecting proxy in front of KMS (Rig.KMSProxy), for scenarios that throttle it.
 	KMSProxy bool
 	// Log receives the functions' log lines live; nil discards them (they stay in Function.Logs).
@@ -232,6 +237,9 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		"AWS_ENDPOINT_URL_SFN": r.AWS.URL(), "AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(), "AWS_ENDPOINT_URL_KMS": r.KMSEndpoint,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
+	if opts.Policy != "" {
+		triggerEnv[rotationpolicy.EnvDocument] = opts.Policy
+	}
 	if _, err := r.startFunction(ctx, opts, tools, TriggerFunction, triggerEnv); err != nil {
 		return nil, err
 	}
@@ -275,6 +283,10 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
 		"DATABRICKS_RATE_LIMIT": "100",
+		"EVENT_BUS_NAME": EventBus, "AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(),
+	}
+	if opts.Policy != "" {
+		env[rotationpolicy.EnvDocument] = opts.Policy
 	}
 	if r.Fake != nil {
 		env["DATABRICKS_HOST"] = r.Fake.URL()

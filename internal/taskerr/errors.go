@@ -56,6 +56,11 @@ type PolicyRejected struct{ Reason string }
 // approval timeout. Nothing was locked or stopped.
 type ApprovalRejected struct{ Reason string }
 
+// RotationSuperseded: after waiting for an approval or a window, a workspace's keys are no longer
+// those of the plan: a newer rotation (an emergency) ran meanwhile, and this older request would undo
+// it. Refused after the lock, before anything is stopped.
+type RotationSuperseded struct{ Reason string }
+
 // ComputeStillRunning: Databricks refused the workspace PATCH with INVALID_STATE because classic
 // compute is still running. Retried by the state machine: it usually means a cluster is still terminating.
 type ComputeStillRunning struct{ Reason string }
@@ -94,6 +99,7 @@ func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
 func (e *ComputeStillRunning) Error() string          { return e.Reason }
 func (e *PolicyRejected) Error() string               { return e.Reason }
 func (e *ApprovalRejected) Error() string             { return e.Reason }
+func (e *RotationSuperseded) Error() string           { return e.Reason }
 func (e *WorkspaceBusy) Error() string                { return e.Reason }
 func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
 func (e *WorkspaceReverted) Error() string            { return e.Reason }
@@ -107,7 +113,7 @@ func (e *DatabricksRequestFailed) Error() string      { return e.Reason }
 var Validation = []error{
 	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
 	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{}, &WorkspaceBusy{},
-	&PolicyRejected{}, &ApprovalRejected{},
+	&PolicyRejected{}, &ApprovalRejected{}, &RotationSuperseded{},
 }
 
 // Transient lists the errors the state machine retries with backoff.
