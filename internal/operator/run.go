@@ -86,6 +86,8 @@ var commands = []command{
 	{"status", statusHelp, (*App).status},
 	{"watch", watchHelp, (*App).watch},
 	{"list", listHelp, (*App).list},
+	{"approve", approveHelp, (*App).approve},
+	{"reject", rejectHelp, (*App).reject},
 }
 
 // Run runs args and returns the exit code.
