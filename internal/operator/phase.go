@@ -27,6 +27,7 @@ var phases = map[string]string{
 	"InventoryForApproval":    phaseApproval,
 	"ApprovalInventory":       phaseApproval,
 	"ApprovalInventoryFailed": phaseReporting,
+	"ApprovalTimeout":         phaseApproval,
 	"AwaitApproval":           phaseApproval,
 	"ApprovalTimedOut":        phaseReporting,
 	"RecheckPolicy":           phasePolicy,
