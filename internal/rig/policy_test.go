@@ -44,7 +44,7 @@ func approvalPolicy(timeout string) string {
 // laterWindow is a weekly window that opens tomorrow at 00:00 UTC (so it is not open now) and
 // holds any rotation's budget.
 func laterWindow() string {
-	return time.Now().UTC().Add(24*time.Hour).Weekday().String()[:3] + " 00:00-23:00 UTC"
+	return time.Now().UTC().Add(24 * time.Hour).Weekday().String()[:3] + " 00:00-23:00 UTC"
 }
 
 // assertNeverLockedOrRead: the refusal came before LockWorkspaces and before any Databricks call.

@@ -283,7 +283,7 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		// Budgets are configuration, not definition: short here so that a timeout scenario ends in seconds.
 		"STOP_BUDGET": "30s", "START_BUDGET": "30s", "WORKSPACE_UPDATE_BUDGET": "10s", "STORAGE_UPDATE_BUDGET": "20s",
 		"DATABRICKS_RATE_LIMIT": "100",
-		"EVENT_BUS_NAME": EventBus, "AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(),
+		"EVENT_BUS_NAME":        EventBus, "AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(),
 	}
 	if opts.Policy != "" {
 		env[rotationpolicy.EnvDocument] = opts.Policy
