@@ -154,6 +154,8 @@ func outcomeSummary(p Progress) string {
 	}
 	s := strings.Join(parts, ", ")
 	switch {
+	case !p.Closed() && p.WaitingUntil != "":
+		s = phaseOf(p.Top) + " until " + p.WaitingUntil
 	case !p.Closed():
 		s = "running"
 	case p.Status != statusSucceeded && p.Error != "" && s != "":

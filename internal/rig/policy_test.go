@@ -154,7 +154,9 @@ func TestPolicy_ApprovalModePublishesThePlanAndRotatesOnceApproved(t *testing.T)
 	assert.Empty(t, s.rig.AWS.Items(rig.LockTable), "no lock is held while the approval is pending")
 
 	code, out := s.cmkrotate("status", arn)
-	assert.Contains(t, out, "awaiting approval", "exit %d", code)
+	assert.Contains(t, out, "awaiting approval until "+awaiting["until"].(string)[:13], "exit %d", code)
+	code, out = s.cmkrotate("list")
+	assert.Contains(t, out, "awaiting approval until "+awaiting["until"].(string)[:13], "exit %d", code)
 	code, out = s.cmkrotate("approve", arn)
 	require.Equal(t, 0, code, out)
 
