@@ -471,8 +471,11 @@ func TestAClusterThatFailsToStartIsNamedAndFailsTheExecution(t *testing.T) {
 // withExtraWorkspaces adds n small workspaces (ids 5000000000000001...) to the demo account.
 func withExtraWorkspaces(n int) func(*rig.Options) {
 	return func(o *rig.Options) {
+		var ids []string
+		defer func() { o.Policy = rig.PolicyAllowing(ids...) }()
 		for i := 1; i <= n; i++ {
 			id := int64(5000000000000000 + i)
+			ids = append(ids, fmt.Sprint(id))
 			ws := rig.DemoSeed(rig.DefaultRegion).Workspaces[0].Workspace
 			ws.WorkspaceId, ws.WorkspaceName, ws.DeploymentName = id, fmt.Sprintf("team-%02d", i), fmt.Sprintf("dbc-team-%02d", i)
 			o.Seed.Workspaces = append(o.Seed.Workspaces, dbfake.WorkspaceSeed{Workspace: ws, Clusters: []compute.ClusterDetails{
