@@ -27,7 +27,9 @@ FUNCTIONS := \
 	RestartComputeFunction:restart-compute \
 	BuildReportFunction:build-report \
 	KeyConfigHygieneFunction:key-config-hygiene \
-	KeyAgeCheckFunction:key-age-check
+	KeyAgeCheckFunction:key-age-check \
+	CheckPolicyFunction:check-policy \
+	RequestApprovalFunction:request-approval
 
 fn_id  = $(word 1,$(subst :, ,$(1)))
 fn_dir = $(word 2,$(subst :, ,$(1)))

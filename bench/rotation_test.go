@@ -72,6 +72,8 @@ func startRig(t *testing.T, env *environment, customise func(*rig.Options)) (*ri
 // withWorkspaces adds n workspaces, each with two clusters that are restarted and a job cluster.
 func withWorkspaces(n int) func(*rig.Options) {
 	return func(o *rig.Options) {
+		// The bundled rotation policy names only the demo's workspaces (default deny).
+		o.Policy = rig.PolicyAllowing(manyIDs(n)...)
 		for i := 1; i <= n; i++ {
 			ws := rig.DemoSeed(rig.DefaultRegion).Workspaces[0].Workspace
 			ws.WorkspaceId, ws.WorkspaceName, ws.DeploymentName = manyID(i), fmt.Sprintf("team-%02d", i), fmt.Sprintf("dbc-team-%02d", i)

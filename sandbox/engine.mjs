@@ -8,15 +8,17 @@
 // line was written (whatever the execution's status); exit 1 with a message on stderr when the
 // job cannot run (bad job, invalid definition, a Task resource the sandbox does not serve).
 // See sandbox/README.md for the job format.
+import { randomUUID } from 'node:crypto';
 import { StateMachine, ExecutionAbortedError, ExecutionError, ExecutionTimeoutError } from 'aws-local-stepfunctions';
 import { expandOverrides, statesByName } from './lib/asl.mjs';
 import { JobError, SandboxFault } from './lib/errors.mjs';
 import { invokeLambda, lambdaInvokeIntegration } from './lib/lambda.mjs';
-import { putEvents, startExecution } from './lib/aws.mjs';
+import { putEvents, startExecution, waitForTaskToken } from './lib/aws.mjs';
 
 const PUT_EVENTS = 'arn:aws:states:::events:putEvents';
 const START_EXECUTION = 'arn:aws:states:::states:startExecution';
 const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
+const LAMBDA_INVOKE_WAIT = 'arn:aws:states:::lambda:invoke.waitForTaskToken';
 
 // AWS's default Task timeout is 99999999 s; the engine's is 60 s, and Node timers overflow past
 // 2^31-1 ms (they would fire at once). The longest timer Node can hold stands in for "no timeout".
@@ -44,7 +46,11 @@ function parseJob(text) {
     }
     lambdas[arn] = list;
   }
-  return { ...job, input: job.input ?? {}, context: job.context ?? {}, lambdas };
+  // One task token per execution stands in for Step Functions' per-task tokens: the rotation has a
+  // single callback state (AwaitApproval).
+  const context = { ...(job.context ?? {}) };
+  if (!context.Task?.Token) context.Task = { Token: `sandbox-token-${randomUUID()}` };
+  return { ...job, input: job.input ?? {}, context, lambdas };
 }
 
 /** Builds a handler for every Task state; refuses the job if any Task has no local meaning. */
@@ -59,6 +65,9 @@ function taskHandlers(byName, job) {
       handlers[name] = (input) => invokeLambda(resource, urls, input);
     } else if (resource === LAMBDA_INVOKE) {
       handlers[name] = (input) => lambdaInvokeIntegration(job.lambdas, input);
+    } else if (resource === LAMBDA_INVOKE_WAIT) {
+      handlers[name] = (input) =>
+        waitForTaskToken(job.aws_endpoint, job.context, name, resource, input, () => lambdaInvokeIntegration(job.lambdas, input));
     } else if (resource === PUT_EVENTS) {
       handlers[name] = (input) => putEvents(job.aws_endpoint, input, job.context);
     } else if (resource === START_EXECUTION) {
@@ -70,7 +79,7 @@ function taskHandlers(byName, job) {
   if (unsupported.length) {
     throw new JobError(
       `the sandbox cannot serve these Task resources (a Lambda ARN must be a key of job.lambdas; ` +
-        `supported integrations: ${[LAMBDA_INVOKE, PUT_EVENTS, START_EXECUTION].join(', ')}):\n  ${unsupported.join('\n  ')}`,
+        `supported integrations: ${[LAMBDA_INVOKE, LAMBDA_INVOKE_WAIT, PUT_EVENTS, START_EXECUTION].join(', ')}):\n  ${unsupported.join('\n  ')}`,
     );
   }
   return handlers;

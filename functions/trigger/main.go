@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/trigger"
 )
 
@@ -22,6 +23,11 @@ func main() {
 	cfg, err := trigger.LoadConfig(os.LookupEnv)
 	if err != nil {
 		log.Error("invalid configuration", "error", err.Error())
+		os.Exit(1)
+	}
+	pol, err := policy.Load(os.LookupEnv)
+	if err != nil {
+		log.Error("invalid rotation policy", "error", err.Error())
 		os.Exit(1)
 	}
 	// Honours AWS_ENDPOINT_URL_SFN, _KMS and _EVENTBRIDGE, which point the sandbox at local endpoints.
@@ -35,6 +41,7 @@ func main() {
 		SFN:    sfn.NewFromConfig(awsCfg),
 		KMS:    kms.NewFromConfig(awsCfg),
 		Events: eventbridge.NewFromConfig(awsCfg),
+		Policy: pol,
 		Log:    log,
 	}
 	lambda.Start(h.Handle)

@@ -87,6 +87,7 @@ type sfnState struct {
 	machines map[string]Runner
 	execs    map[string]*execution
 	order    []string // execution ARNs in start order
+	tokens   map[string]*taskToken
 }
 
 type execution struct {
@@ -97,7 +98,7 @@ type execution struct {
 }
 
 func newSFNState() sfnState {
-	return sfnState{machines: map[string]Runner{}, execs: map[string]*execution{}}
+	return sfnState{machines: map[string]Runner{}, execs: map[string]*execution{}, tokens: map[string]*taskToken{}}
 }
 
 // stateMachineARN is arn:<partition>:states:<region>:<account>:stateMachine:<name>.
@@ -611,6 +612,8 @@ func (ev HistoryEvent) wire(includeData bool) map[string]any {
 		m["stateEnteredEventDetails"] = data(map[string]any{"name": ev.StateName}, "input", ev.Input)
 	case strings.HasSuffix(ev.Type, "StateExited"):
 		m["stateExitedEventDetails"] = data(map[string]any{"name": ev.StateName}, "output", ev.Output)
+	case ev.Type == "TaskScheduled":
+		m["taskScheduledEventDetails"] = map[string]any{"resource": integration(ev.Resource), "resourceType": resourceType(ev.Resource), "region": "", "parameters": ev.Input}
 	case ev.Type == "TaskFailed":
 		m["taskFailedEventDetails"] = map[string]any{"resource": ev.Resource, "resourceType": resourceType(ev.Resource), "error": ev.Error, "cause": ev.Cause}
 	case ev.Type == "TaskSucceeded":

@@ -11,6 +11,8 @@ Usage:
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
   cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
   cmkrotate keys   [--max-age-days N] [--json]             every workspace's keys, since when, and which are too old
+  cmkrotate approve EXECUTION                             let a rotation waiting for approval proceed
+  cmkrotate reject  EXECUTION --reason TEXT               refuse it; nothing is locked or stopped
 
 EXECUTION is an execution ARN, or an execution name together with --state-machine.
 
@@ -51,6 +53,8 @@ Starts a rotation and prints its execution ARN and console URL. With --watch, fo
 ends and exits 1 if it did not succeed.
 
 ` + requestFlagsHelp + `  --watch                               follow the execution until it ends
+  --emergency                           skip the maintenance window (and the approval, unless the
+                                        rotation policy requires it for emergencies)
 `
 
 const planHelp = `Usage: cmkrotate plan --workspace ID [--workspace ID ...] --key-arn ARN [flags]
@@ -130,4 +134,21 @@ are marked EXCEEDED; the scheduled KeyAgeCheck function publishes "Key Age Excee
 
 Databricks: DATABRICKS_HOST, DATABRICKS_ACCOUNT_ID and DATABRICKS_SECRET_ARN (Secrets Manager), or
 DATABRICKS_TOKEN / DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET locally.
+`
+
+const approveHelp = `Usage: cmkrotate approve EXECUTION [--reason TEXT] [--state-machine ARN]
+
+Answers the approval request of a rotation in approval mode (it published Rotation Awaiting Approval
+with the plan): the execution re-checks the policy, waits for its maintenance window if it has one,
+then locks, validates again and rotates. A workspace whose keys changed meanwhile (an emergency
+rotation ran) is refused as superseded.
+
+Needs states:GetExecutionHistory on the execution (the task token is in its history) and
+states:SendTaskSuccess, which IAM cannot scope to a resource: see the README's threat model.
+`
+
+const rejectHelp = `Usage: cmkrotate reject EXECUTION --reason TEXT [--state-machine ARN]
+
+Refuses a rotation waiting for approval: it ends with ApprovalRejected and a Rotation Rejected event
+carrying the reason. Nothing was locked or stopped. Needs states:SendTaskFailure.
 `

@@ -113,9 +113,32 @@ func listExecutions(ctx context.Context, api ListingAPI, machine string, filter 
 			}
 			p.Results = results
 		}
+		if !p.Closed() {
+			if p.Top, p.WaitingUntil, err = waitFromTail(ctx, api, arn); err != nil {
+				return nil, err
+			}
+		}
 		rows = append(rows, ListRow{Progress: p, Outcome: outcomeSummary(p)})
 	}
 	return rows, nil
+}
+
+// waitFromTail tells whether a running execution waits for an approval or a maintenance window, and
+// until when: its last state entered is then AwaitApproval or WaitForWindow, a few events from the end.
+func waitFromTail(ctx context.Context, api HistoryAPI, arn string) (state, until string, err error) {
+	out, err := api.GetExecutionHistory(ctx, &sfn.GetExecutionHistoryInput{
+		ExecutionArn: aws.String(arn), ReverseOrder: true, MaxResults: 10, IncludeExecutionData: aws.Bool(true),
+	}, inRegionOf(arn))
+	if err != nil {
+		return "", "", fmt.Errorf("read history of %s: %w", arn, err)
+	}
+	for _, ev := range out.Events {
+		if d := ev.StateEnteredEventDetails; d != nil {
+			name := deref(d.Name)
+			return name, waitingUntil(name, deref(d.Input), ev.Timestamp), nil
+		}
+	}
+	return "", "", nil
 }
 
 // resultsFromTail finds the per-workspace results in the last events of a history: Summarize and
@@ -154,6 +177,8 @@ func outcomeSummary(p Progress) string {
 	}
 	s := strings.Join(parts, ", ")
 	switch {
+	case !p.Closed() && p.WaitingUntil != "":
+		s = phaseOf(p.Top) + " until " + p.WaitingUntil
 	case !p.Closed():
 		s = "running"
 	case p.Status != statusSucceeded && p.Error != "" && s != "":

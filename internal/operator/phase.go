@@ -12,11 +12,33 @@ const (
 	phaseRestarting  = "restarting"
 	phaseRestoring   = "restarting after failure"
 	phaseReporting   = "reporting"
+	// Change control: nothing is locked or stopped in these phases.
+	phasePolicy   = "checking policy"
+	phaseApproval = "awaiting approval"
+	phaseWindow   = "waiting for maintenance window"
 )
 
 // phases maps every state of statemachine/rotation.asl.json to its phase; a test holds the two
 // together, so a state added to the definition without a phase fails the build.
 var phases = map[string]string{
+	"CheckPolicy":             phasePolicy,
+	"ApprovalRequired?":       phasePolicy,
+	"PlanForApproval":         phaseApproval,
+	"InventoryForApproval":    phaseApproval,
+	"ApprovalInventory":       phaseApproval,
+	"ApprovalInventoryFailed": phaseReporting,
+	"ApprovalTimeout":         phaseApproval,
+	"AwaitApproval":           phaseApproval,
+	"ApprovalTimedOut":        phaseReporting,
+	"RecheckPolicy":           phasePolicy,
+	"WindowWait?":             phasePolicy,
+	"BaselineBeforeWindow?":   phaseWindow,
+	"PlanBeforeWindow":        phaseWindow,
+	"AnnounceWindowWait":      phaseWindow,
+	"WaitForWindow":           phaseWindow,
+	"Superseded?":             phaseValidating,
+	"CheckNotSuperseded":      phaseValidating,
+
 	"LockWorkspaces": phaseValidating,
 	"Validate":       phaseValidating,
 	"DryRun?":        phaseValidating,

@@ -79,6 +79,8 @@ type Progress struct {
 	Results []Result
 	// ExistingKeyConfigID is from a dry run's output: the key configuration a rotation would reuse.
 	ExistingKeyConfigID string
+	// WaitingUntil is when the open wait for a maintenance window or an approval ends (RFC 3339).
+	WaitingUntil string
 }
 
 // Iteration is one Map iteration: one workspace.
@@ -237,6 +239,7 @@ func (a *analyzer) event(ev *types.HistoryEvent) {
 			st := topState{name: name, isMap: t == string(types.HistoryEventTypeMapStateEntered)}
 			a.open, a.last = append(a.open, st), st
 			a.p.TopFailure = nil
+			a.p.WaitingUntil = waitingUntil(name, input, ev.Timestamp)
 			if st.isMap {
 				a.labels[name] = mapItems(input)
 			}
@@ -511,4 +514,25 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// waitingUntil reads, from the input of a change-control wait, when it ends: the window opening
+// CheckPolicy computed, or the approval deadline (entry + the policy's approval timeout).
+func waitingUntil(state, input string, entered *time.Time) string {
+	var doc struct {
+		Policy struct {
+			WaitUntil              string `json:"wait_until"`
+			ApprovalTimeoutSeconds int    `json:"approval_timeout_seconds"`
+		} `json:"policy"`
+	}
+	if json.Unmarshal([]byte(input), &doc) != nil {
+		return ""
+	}
+	switch {
+	case state == "WaitForWindow":
+		return doc.Policy.WaitUntil
+	case state == "AwaitApproval" && entered != nil && doc.Policy.ApprovalTimeoutSeconds > 0:
+		return entered.UTC().Add(time.Duration(doc.Policy.ApprovalTimeoutSeconds) * time.Second).Format(time.RFC3339)
+	}
+	return ""
 }

@@ -138,6 +138,9 @@ func topText(p Progress) string {
 		return ""
 	}
 	if ph := phaseOf(s); ph != "" && !p.TopIsMap {
+		if p.WaitingUntil != "" {
+			ph += " until " + p.WaitingUntil
+		}
 		s += " (" + ph + ")"
 	}
 	if p.TopFailure != nil {

@@ -93,6 +93,8 @@ var commands = []command{
 	{"list", listHelp, (*App).list},
 	{"rollback", rollbackHelp, (*App).rollback},
 	{"keys", keysHelp, (*App).keys},
+	{"approve", approveHelp, (*App).approve},
+	{"reject", rejectHelp, (*App).reject},
 }
 
 // Run runs args and returns the exit code.

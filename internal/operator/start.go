@@ -51,6 +51,7 @@ type startFlags struct {
 	name         string
 	stateMachine string
 	watch        bool
+	emergency    bool
 }
 
 // requestFlagNames are the flags that build the input; --input replaces them all.
@@ -67,6 +68,7 @@ func (f *startFlags) register(fs *flag.FlagSet, dryRun bool) {
 	fs.StringVar(&f.stateMachine, "state-machine", "", "")
 	if !dryRun {
 		fs.BoolVar(&f.watch, "watch", false, "")
+		fs.BoolVar(&f.emergency, "emergency", false, "")
 	}
 }
 
@@ -103,6 +105,10 @@ func (a *App) start(ctx context.Context, args []string, dryRun bool) error {
 	}
 	if dryRun {
 		req.DryRun = true
+	}
+	if f.emergency {
+		// Skips the maintenance window, and the approval unless the policy requires it for emergencies.
+		req.Emergency = true
 	}
 	input, err := json.Marshal(req)
 	if err != nil {

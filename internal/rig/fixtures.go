@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -174,4 +175,19 @@ func DemoSeed(region string) dbfake.SeedFile {
 			{Workspace: europe},
 		},
 	}
+}
+
+// PolicyAllowing is a rotation policy (Options.Policy) that lets the demo's workspaces and the given
+// extra ones rotate automatically, as the bundled example policy does for the demo's.
+func PolicyAllowing(extraWorkspaceIDs ...string) string {
+	ids := append([]string{"1234567890123456", "2345678901234567", "3456789012345678"}, extraWorkspaceIDs...)
+	return fmt.Sprintf(`version: 1
+rules:
+  - name: sandbox
+    workspaces: ["%s"]
+    key_accounts: ["%s"]
+    principals: ["arn:aws:iam::%s:user/Alice", "arn:aws:iam::%s:user/platform-admin"]
+    use_cases: [MANAGED_SERVICES, STORAGE]
+    mode: automatic
+`, strings.Join(ids, `", "`), AWSAccount, AWSAccount, AWSAccount)
 }

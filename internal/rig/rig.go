@@ -26,6 +26,7 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
 	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
+	rotationpolicy "github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
 )
 
@@ -58,6 +59,7 @@ var (
 		{"BuildReportFunction", "build-report"},
 		// Invoked by the retirement reminder; it does nothing unless KEY_CONFIG_HYGIENE=true (FunctionEnv).
 		{"KeyConfigHygieneFunction", "key-config-hygiene"},
+		{"CheckPolicyFunction", "check-policy"}, {"RequestApprovalFunction", "request-approval"},
 	}
 	TriggerFunction = Function{"TriggerFunction", "trigger"}
 	// KeyAgeCheckFunction runs on a schedule in AWS; the rig starts it only with Options.KeyAgeCheck.
@@ -89,6 +91,9 @@ type Options struct {
 	// definitions' own durations apply); RetryMS every Retry interval (default 0).
 	WaitMS  int
 	RetryMS int
+	// Policy, if set, replaces the bundled rotation policy (policy/rotation-policy.yaml) in the
+	// trigger and the task functions (ROTATION_POLICY).
+	Policy string
 	// KMSProxy puts a fault-injecting proxy in front of KMS (Rig.KMSProxy), for scenarios that throttle it.
 	KMSProxy bool
 	// KeyAgeCheck starts the scheduled KeyAgeCheckFunction too (Rig.CheckKeyAge runs it).
@@ -238,6 +243,9 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 		"AWS_ENDPOINT_URL_SFN": r.AWS.URL(), "AWS_ENDPOINT_URL_EVENTBRIDGE": r.AWS.URL(), "AWS_ENDPOINT_URL_KMS": r.KMSEndpoint,
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
+	if opts.Policy != "" {
+		triggerEnv[rotationpolicy.EnvDocument] = opts.Policy
+	}
 	if _, err := r.startFunction(ctx, opts, tools, TriggerFunction, triggerEnv); err != nil {
 		return nil, err
 	}
@@ -294,6 +302,9 @@ func (r *Rig) taskEnv(opts Options, secretARN string) map[string]string {
 		"STORAGE_QUIET_WINDOW_SECONDS": "2",
 		"WORKSPACE_PROVISIONING_GRACE": "20s",
 		"DATABRICKS_RATE_LIMIT":        "100",
+	}
+	if opts.Policy != "" {
+		env[rotationpolicy.EnvDocument] = opts.Policy
 	}
 	if r.Fake != nil {
 		env["DATABRICKS_HOST"] = r.Fake.URL()

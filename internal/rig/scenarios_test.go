@@ -315,23 +315,27 @@ func TestRefusalsComeBeforeAnythingIsStopped(t *testing.T) {
 		name      string
 		input     func(r *rig.Rig) map[string]any
 		errorType string
+		policy    string
 	}{
 		{"replacing a storage key", func(r *rig.Rig) map[string]any {
 			return map[string]any{"workspace_ids": []string{"2345678901234567"}, "key_arn": r.KeyARN(rig.AliasTargetKeyID), "use_cases": []string{"MANAGED_SERVICES", "STORAGE"}}
-		}, "StorageKeyReplacementRefused"},
+		}, "StorageKeyReplacementRefused", ""},
 		{"a key in another region", func(r *rig.Rig) map[string]any {
 			return map[string]any{"workspace_ids": []string{"1234567890123456"}, "key_arn": "arn:aws:kms:eu-west-1:111122223333:key/" + rig.AliasTargetKeyID}
-		}, "KeyRegionMismatch"},
+		}, "KeyRegionMismatch", ""},
 		{"an unknown workspace", func(r *rig.Rig) map[string]any {
 			return map[string]any{"workspace_ids": []string{"999"}, "key_arn": r.KeyARN(rig.AliasTargetKeyID)}
-		}, "WorkspaceNotFound"},
+		}, "WorkspaceNotFound", policyAllowing("999")},
+		{"a workspace the rotation policy does not name (default deny)", func(r *rig.Rig) map[string]any {
+			return map[string]any{"workspace_ids": []string{"999"}, "key_arn": r.KeyARN(rig.AliasTargetKeyID)}
+		}, "PolicyRejected", ""},
 		{"a malformed input", func(r *rig.Rig) map[string]any {
 			return map[string]any{"workspace_ids": "1234567890123456", "key_arn": r.KeyARN(rig.AliasTargetKeyID)}
-		}, "InvalidInput"},
+		}, "InvalidInput", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := start(t, nil)
+			s := start(t, func(o *rig.Options) { o.Policy = tc.policy })
 			s.startInput(tc.input(s.rig))
 			exec := s.onlyRotation()
 			assert.Equal(t, awsfake.StatusFailed, exec.Status)
@@ -492,8 +496,11 @@ func TestAClusterThatFailsToStartIsNamedAndFailsTheExecution(t *testing.T) {
 // withExtraWorkspaces adds n small workspaces (ids 5000000000000001...) to the demo account.
 func withExtraWorkspaces(n int) func(*rig.Options) {
 	return func(o *rig.Options) {
+		var ids []string
+		defer func() { o.Policy = rig.PolicyAllowing(ids...) }()
 		for i := 1; i <= n; i++ {
 			id := int64(5000000000000000 + i)
+			ids = append(ids, fmt.Sprint(id))
 			ws := rig.DemoSeed(rig.DefaultRegion).Workspaces[0].Workspace
 			ws.WorkspaceId, ws.WorkspaceName, ws.DeploymentName = id, fmt.Sprintf("team-%02d", i), fmt.Sprintf("dbc-team-%02d", i)
 			o.Seed.Workspaces = append(o.Seed.Workspaces, dbfake.WorkspaceSeed{Workspace: ws, Clusters: []compute.ClusterDetails{

@@ -17,7 +17,7 @@ var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
 // accept "WORKSPACE_IDS").
-var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger", "rollback_of"}
+var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger", "rollback_of", "emergency"}
 
 // ParseRequest decodes and normalises an execution input. It is the offline half of validation,
 // shared by the Validate task and the operator CLI: every rejection names the field and the reason.
@@ -55,11 +55,13 @@ func ParseRequest(raw []byte) (Request, error) {
 		DryRun                    bool
 		Trigger                   *Trigger
 		RollbackOf                *RollbackOf
+		Emergency                 bool
 	}
 	targets := map[string]any{
 		"workspace_ids": &wire.WorkspaceIDs, "key_arn": &wire.KeyARN, "key_alias": &wire.KeyAlias, "use_cases": &wire.UseCases,
 		"reuse_key_for_cluster_volumes": &wire.ReuseKeyForClusterVolumes, "dry_run": &wire.DryRun, "trigger": &wire.Trigger,
 		"rollback_of": &wire.RollbackOf,
+		"emergency":   &wire.Emergency,
 	}
 	for _, name := range requestFields {
 		value, ok := fields[name]
@@ -76,7 +78,7 @@ func ParseRequest(raw []byte) (Request, error) {
 		return invalid("%s", strings.Join(problems, "; "))
 	}
 
-	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger, RollbackOf: wire.RollbackOf}
+	req := Request{KeyAlias: strings.TrimSpace(wire.KeyAlias), ReuseKeyForClusterVolumes: wire.ReuseKeyForClusterVolumes, DryRun: wire.DryRun, Trigger: wire.Trigger, RollbackOf: wire.RollbackOf, Emergency: wire.Emergency}
 	if len(wire.WorkspaceIDs) == 0 {
 		problems = append(problems, "workspace_ids: at least one workspace id is required")
 	}
@@ -120,6 +122,9 @@ func ParseRequest(raw []byte) (Request, error) {
 		problems = append(problems, fmt.Sprintf("key_alias: %q must start with alias/", req.KeyAlias))
 	}
 	problems = append(problems, rollbackProblems(req)...)
+	if req.Emergency && req.Trigger != nil {
+		problems = append(problems, "emergency: only a start by hand (console, cmkrotate start --emergency) can be an emergency, not an automatic trigger")
+	}
 	if len(problems) > 0 {
 		return invalid("%s", strings.Join(problems, "; "))
 	}

@@ -78,6 +78,8 @@ func TestParseRequestRejectsNamingTheField(t *testing.T) {
 		{"a negative id", `{"workspace_ids": [-5], "key_arn": "k"}`, []string{"workspace_ids[0]"}},
 		{"a fractional id", `{"workspace_ids": [1.5], "key_arn": "k"}`, []string{"workspace_ids[0]"}},
 		{"no key_arn", `{"workspace_ids": ["1"]}`, []string{"key_arn: required"}},
+		{"an emergency claimed by an automatic trigger", `{"workspace_ids": ["1"], "key_arn": "k", "emergency": true, "trigger": {"event_id": "e", "event_name": "CreateKey"}}`, []string{"emergency: only a start by hand"}},
+		{"an emergency that is not a boolean", `{"workspace_ids": ["1"], "key_arn": "k", "emergency": "yes"}`, []string{"field emergency"}},
 		{"a blank key_arn", `{"workspace_ids": ["1"], "key_arn": "  "}`, []string{"key_arn: required"}},
 		{"an unknown use case", `{"workspace_ids": ["1"], "key_arn": "k", "use_cases": ["EBS"]}`, []string{"use_cases[0]", `"EBS"`}},
 		{"an alias without alias/", `{"workspace_ids": ["1"], "key_arn": "k", "key_alias": "databricks/ws"}`, []string{"key_alias", "alias/"}},

@@ -25,6 +25,10 @@ type Request struct {
 	DryRun                    bool     `json:"dry_run,omitempty"`
 	// Trigger records what started the execution; absent for console starts.
 	Trigger *Trigger `json:"trigger,omitempty"`
+	// Emergency skips the maintenance window (and the approval, unless the policy requires it for
+	// emergencies). Only a start by hand can set it: IAM on states:StartExecution decides who.
+	Emergency bool `json:"emergency,omitempty"`
+
 	// RollbackOf makes this request the rollback of an earlier rotation (cmkrotate rollback).
 	RollbackOf *RollbackOf `json:"rollback_of,omitempty"`
 }

@@ -53,6 +53,19 @@ type RollbackRefused struct{ Reason string }
 // before anything is touched; it is not queued and not retried.
 type WorkspaceBusy struct{ Reason string }
 
+// PolicyRejected: the rotation policy (policy/rotation-policy.yaml) does not allow the request: the
+// workspace, key, principal, use case or mode. The Reason names the rule. Refused before any lock.
+type PolicyRejected struct{ Reason string }
+
+// ApprovalRejected: an approver rejected the rotation, or nobody answered within the policy's
+// approval timeout. Nothing was locked or stopped.
+type ApprovalRejected struct{ Reason string }
+
+// RotationSuperseded: after waiting for an approval or a window, a workspace's keys are no longer
+// those of the plan: a newer rotation (an emergency) ran meanwhile, and this older request would undo
+// it. Refused after the lock, before anything is stopped.
+type RotationSuperseded struct{ Reason string }
+
 // ComputeStillRunning: Databricks refused the workspace PATCH with INVALID_STATE because classic
 // compute is still running. Retried by the state machine: it usually means a cluster is still terminating.
 type ComputeStillRunning struct{ Reason string }
@@ -89,6 +102,9 @@ func (e *WorkspaceNotFound) Error() string            { return e.Reason }
 func (e *WorkspaceNotRunning) Error() string          { return e.Reason }
 func (e *StorageKeyReplacementRefused) Error() string { return e.Reason }
 func (e *ComputeStillRunning) Error() string          { return e.Reason }
+func (e *PolicyRejected) Error() string               { return e.Reason }
+func (e *ApprovalRejected) Error() string             { return e.Reason }
+func (e *RotationSuperseded) Error() string           { return e.Reason }
 func (e *WorkspaceBusy) Error() string                { return e.Reason }
 func (e *RollbackRefused) Error() string              { return e.Reason }
 func (e *ComputeStopTimedOut) Error() string          { return e.Reason }
@@ -104,6 +120,7 @@ var Validation = []error{
 	&InvalidInput{}, &KeyNotUsable{}, &KeyPolicyRejected{}, &KeyRegionMismatch{},
 	&WorkspaceNotFound{}, &WorkspaceNotRunning{}, &StorageKeyReplacementRefused{}, &WorkspaceBusy{},
 	&RollbackRefused{},
+	&PolicyRejected{}, &ApprovalRejected{}, &RotationSuperseded{},
 }
 
 // Transient lists the errors the state machine retries with backoff.

@@ -32,8 +32,10 @@ type Decision struct {
 	Action Action
 	Reason string
 	// KeyARN, EventID and EventName are filled as far as the event allows, for the logs.
-	KeyARN       string
-	EventID      string
+	KeyARN  string
+	EventID string
+	// ActorRole is the role behind an assumed-role session that made the call, for the policy.
+	ActorRole    string
 	EventName    string
 	WorkspaceIDs []string
 	// Request and ExecutionName are set for ActionStart.
@@ -123,6 +125,7 @@ func decideCloudTrail(ctx context.Context, cfg Config, ev events.CloudWatchEvent
 	if eventTime == "" {
 		eventTime = envelopeTime(ev)
 	}
+	d.ActorRole = ct.UserIdentity.SessionContext.SessionIssuer.ARN
 	trig := rotation.Trigger{EventID: d.EventID, EventName: d.EventName, Actor: ct.UserIdentity.ARN, EventTime: eventTime}
 	loc := ct.location(ev)
 

@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/trigger"
 )
 
@@ -201,6 +202,7 @@ func newHarness(t *testing.T) *harness {
 		SFN:    hs.sfn,
 		KMS:    hs.kms,
 		Events: hs.events,
+		Policy: bundledPolicy(t),
 		Log:    slog.New(slog.NewJSONHandler(logs, nil)),
 	}
 	return hs
@@ -215,4 +217,12 @@ func loadFixture(t testing.TB, name string) events.CloudWatchEvent {
 	var ev events.CloudWatchEvent
 	require.NoError(t, json.Unmarshal(raw, &ev), name)
 	return ev
+}
+
+// bundledPolicy is policy/rotation-policy.yaml, which allows the fixtures' workspaces, keys and actors.
+func bundledPolicy(t testing.TB) *policy.Policy {
+	t.Helper()
+	p, err := policy.Load(func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	return p
 }

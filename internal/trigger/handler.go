@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/smithy-go"
 
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
@@ -46,6 +47,9 @@ type Handler struct {
 	SFN    StartExecutionAPI
 	KMS    ListResourceTagsAPI
 	Events PutEventsAPI
+	// Policy decides which workspaces, keys, principals and use cases an event may rotate
+	// (internal/policy); required.
+	Policy *policy.Policy
 	// Log receives one structured record per event; nil discards.
 	Log *slog.Logger
 }
@@ -58,6 +62,14 @@ const maxTagPages = 20
 // failures are retried and permanent ones reach the failure destination.
 func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 	log := h.logger()
+	if h.Policy == nil {
+		return errors.New("trigger has no rotation policy; refusing every event")
+	}
+	// On a shared bus, another account's event is dropped before anything is read or locked.
+	if stack := h.Config.stackAccount(); !h.Policy.AcceptsAccount(stack, ev.AccountID) {
+		log.InfoContext(ctx, "event ignored", "decision", string(ActionIgnore), "reason", foreignAccountReason(stack, ev.AccountID), "event_id", ev.ID)
+		return nil
+	}
 	d, err := Decide(ctx, h.Config, ev, h.LookupTags)
 	if err != nil {
 		return h.failed(ctx, log, d, "read key tags", err)
@@ -65,7 +77,10 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 	attrs := decisionAttrs(d)
 	switch d.Action {
 	case ActionStart:
-		return h.start(ctx, log, d, attrs)
+		if refusal := h.applyPolicy(&d); refusal != nil {
+			return h.reject(ctx, log, d, refusal)
+		}
+		return h.start(ctx, log, d, decisionAttrs(d))
 	case ActionAudit:
 		return h.audit(ctx, log, d, attrs)
 	}

@@ -5,6 +5,8 @@ import { SandboxFault, TaskError } from './errors.mjs';
 const SERVICES = {
   events: { targetPrefix: 'AWSEvents', contentType: 'application/x-amz-json-1.1', errorPrefix: 'EventBridge', name: 'AmazonEventBridge' },
   states: { targetPrefix: 'AWSStepFunctions', contentType: 'application/x-amz-json-1.0', errorPrefix: 'StepFunctions', name: 'AWSStepFunctions' },
+  // The engine's side of .waitForTaskToken in internal/awsfake (no AWS service has these targets).
+  sandbox: { targetPrefix: 'Sandbox', contentType: 'application/x-amz-json-1.0', errorPrefix: 'Sandbox', name: 'Sandbox' },
 };
 
 /**
@@ -81,4 +83,25 @@ export async function startExecution(endpoint, params) {
   const result = await call(endpoint, 'states', 'StartExecution', body);
   // The integration reports StartDate as epoch milliseconds (the API itself uses epoch seconds).
   return { ExecutionArn: result.executionArn, StartDate: Math.round(Number(result.startDate) * 1000) };
+}
+
+/**
+ * The callback pattern (.waitForTaskToken): registers the token (awsfake records the TaskScheduled
+ * history event with the resolved Parameters, where an approver finds it, as in AWS), runs the
+ * request-response part, then waits until SendTaskSuccess or SendTaskFailure answers the token. The
+ * state's TimeoutSeconds(Path) is enforced by the engine around this promise.
+ */
+export async function waitForTaskToken(endpoint, context, stateName, resource, params, invoke) {
+  const token = context?.Task?.Token;
+  if (!token) throw new SandboxFault('Sandbox.NoTaskToken', `${stateName}: the job context has no Task.Token`);
+  await call(endpoint, 'sandbox', 'RegisterTaskToken', {
+    executionArn: context?.Execution?.Id, taskToken: token, stateName, resource, parameters: JSON.stringify(params),
+  });
+  await invoke();
+  for (;;) {
+    const r = await call(endpoint, 'sandbox', 'TaskTokenResult', { taskToken: token });
+    if (r.status === 'SUCCEEDED') return JSON.parse(r.output);
+    if (r.status === 'FAILED') throw new TaskError(r.error || 'States.TaskFailed', r.cause ?? '');
+    await new Promise((resolve) => setTimeout(resolve, 100).unref());
+  }
 }

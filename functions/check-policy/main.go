@@ -1,0 +1,25 @@
+// Command check-policy is the CheckPolicy task, the rotation state machine's first step: the
+// rotation policy's workspace, key, use-case and mode rules for every start (console, cmkrotate,
+// trigger), and when the maintenance window lets the rotation begin. It reads nothing but its input.
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
+	"github.com/acme/databricks-cmk-rotator/internal/wire"
+)
+
+func main() {
+	logger := wire.Logger()
+	pol, err := policy.Load(os.LookupEnv)
+	if err != nil {
+		logger.Error("cannot start: rotation policy", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(lambdatask.Wrap(logger, "CheckPolicy", policy.Task{Policy: pol, Now: time.Now}.Handle))
+}

@@ -1,0 +1,132 @@
+// Package approval is the approval gate of the rotation state machine: the AwaitApproval state
+// invokes Request with a Step Functions task token, Request publishes "Rotation Awaiting Approval"
+// with the plan, and the execution waits until an approver answers the token (cmkrotate approve or
+// reject, internal/operator) or the policy's approval timeout rejects it.
+//
+// The token is the approval capability. It is never put in the event or a log; an approver reads it
+// from the execution history (the AwaitApproval TaskScheduled event), which IAM restricts with
+// states:GetExecutionHistory on this state machine's executions. states:SendTaskSuccess itself cannot
+// be scoped to a resource, so the README's threat model says how to confine it to the approvers.
+package approval
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+)
+
+// DetailAwaitingApproval is the event published while a rotation waits for an approval.
+const DetailAwaitingApproval = "Rotation Awaiting Approval"
+
+// PutEventsAPI publishes the event.
+type PutEventsAPI interface {
+	PutEvents(ctx context.Context, params *eventbridge.PutEventsInput, optFns ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error)
+}
+
+var _ PutEventsAPI = (*eventbridge.Client)(nil)
+
+// Input is the AwaitApproval state's Payload.
+type Input struct {
+	TaskToken    string                  `json:"task_token"`
+	Execution    string                  `json:"execution"`
+	ExecutionARN string                  `json:"execution_arn"`
+	Request      json.RawMessage         `json:"request"`
+	Policy       policy.TaskOutput       `json:"policy"`
+	Plan         rotation.Plan           `json:"plan"`
+	Inventories  []rotation.WorkspaceRun `json:"inventories"`
+}
+
+// Detail is the Rotation Awaiting Approval event: what the rotation will do, so that an approver
+// decides on the plan and not on a key ARN.
+type Detail struct {
+	Outcome            string          `json:"outcome"`
+	Message            string          `json:"message"`
+	Execution          string          `json:"execution"`
+	ExecutionARN       string          `json:"execution_arn"`
+	KeyARN             string          `json:"key_arn"`
+	UseCases           []string        `json:"use_cases"`
+	Rules              []string        `json:"rules"`
+	Emergency          bool            `json:"emergency"`
+	WaitingFor         string          `json:"waiting_for"`
+	Until              string          `json:"until"`
+	MaxDowntimeSeconds int             `json:"max_downtime_seconds"`
+	Window             string          `json:"window,omitempty"`
+	Workspaces         []WorkspacePlan `json:"workspaces"`
+	Approve            string          `json:"approve"`
+	Reject             string          `json:"reject"`
+}
+
+// WorkspacePlan is one workspace's part of the plan.
+type WorkspacePlan struct {
+	WorkspaceID    string          `json:"workspace_id"`
+	WorkspaceName  string          `json:"workspace_name"`
+	AlreadyOnKey   bool            `json:"already_on_key"`
+	AddsStorageKey bool            `json:"adds_storage_key"`
+	WillStop       rotation.Counts `json:"will_stop"`
+}
+
+// Task is the RequestApproval Lambda.
+type Task struct {
+	Events       PutEventsAPI
+	EventBusName string
+	Now          func() time.Time
+	Log          *slog.Logger
+}
+
+// Handle publishes the request for approval. Its return value is not the state's result: the state
+// waits for the token's answer.
+func (t Task) Handle(ctx context.Context, in Input) (struct{}, error) {
+	if in.TaskToken == "" || in.Execution == "" {
+		return struct{}{}, taskerr.Errorf[taskerr.InvalidInput]("approval request needs task_token and execution")
+	}
+	timeout := time.Duration(in.Policy.ApprovalTimeoutSeconds) * time.Second
+	d := Detail{Outcome: "AWAITING_APPROVAL", Execution: in.Execution, ExecutionARN: in.ExecutionARN,
+		KeyARN: in.Plan.KeyARN, UseCases: in.Plan.UseCases, Rules: in.Policy.Rules, Emergency: in.Policy.Emergency,
+		WaitingFor: "approval", Until: t.Now().UTC().Add(timeout).Format(time.RFC3339),
+		MaxDowntimeSeconds: in.Policy.BudgetSeconds, Window: in.Policy.Window,
+		Approve: "cmkrotate approve " + in.Execution, Reject: "cmkrotate reject " + in.Execution + " --reason '...'"}
+	stops := map[string]rotation.Counts{}
+	for _, run := range in.Inventories {
+		if run.Inventory != nil {
+			c := run.Inventory.Counts
+			if c.Total() == 0 && run.Inventory.Ref == "" {
+				c = rotation.CountOf(*run.Inventory)
+			}
+			stops[run.Workspace.WorkspaceID] = c
+		}
+	}
+	for _, w := range in.Plan.Workspaces {
+		d.Workspaces = append(d.Workspaces, WorkspacePlan{WorkspaceID: w.WorkspaceID, WorkspaceName: w.WorkspaceName,
+			AlreadyOnKey: w.AlreadyOnKey, AddsStorageKey: w.AddsStorageKey, WillStop: stops[w.WorkspaceID]})
+	}
+	d.Message = fmt.Sprintf("Rotation of %d workspace(s) onto %s waits for an approval until %s (rules %v): up to %s of compute downtime per workspace. Nothing is locked or stopped until then; no answer rejects it.",
+		len(d.Workspaces), d.KeyARN, d.Until, d.Rules, time.Duration(d.MaxDowntimeSeconds)*time.Second)
+	body, err := json.Marshal(d)
+	if err != nil {
+		return struct{}{}, fmt.Errorf("encode approval event: %w", err)
+	}
+	out, err := t.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+		Source: aws.String(rotation.EventSource), DetailType: aws.String(DetailAwaitingApproval),
+		Detail: aws.String(string(body)), EventBusName: aws.String(t.EventBusName), Resources: []string{in.ExecutionARN},
+	}}})
+	if err == nil && out != nil && out.FailedEntryCount > 0 {
+		return struct{}{}, taskerr.Errorf[taskerr.AWSUnavailable]("PutEvents refused the approval event: %s", aws.ToString(out.Entries[0].ErrorMessage))
+	}
+	if err != nil {
+		return struct{}{}, fmt.Errorf("publish approval event: %w", err)
+	}
+	if t.Log != nil {
+		t.Log.InfoContext(ctx, "approval requested", "execution", in.Execution, "until", d.Until)
+	}
+	return struct{}{}, nil
+}
