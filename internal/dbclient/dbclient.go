@@ -163,6 +163,7 @@ func WorkspaceHost(accountHost, deploymentName, template string) (string, error)
 type Account struct {
 	Workspaces     *provisioning.WorkspacesAPI
 	EncryptionKeys *provisioning.EncryptionKeysAPI
+	Credentials    *provisioning.CredentialsAPI
 }
 
 // Workspace is the workspace-level API surface the rotator uses.
@@ -225,7 +226,7 @@ func (f *Factory) Account() (*Account, error) {
 	if err != nil {
 		return nil, taskerr.Errorf[taskerr.DatabricksRequestFailed]("configuring the Databricks account client for %s: %v", f.settings.AccountHost, err)
 	}
-	f.account = &Account{Workspaces: provisioning.NewWorkspaces(c), EncryptionKeys: provisioning.NewEncryptionKeys(c)}
+	f.account = &Account{Workspaces: provisioning.NewWorkspaces(c), EncryptionKeys: provisioning.NewEncryptionKeys(c), Credentials: provisioning.NewCredentials(c)}
 	return f.account, nil
 }
 
@@ -264,6 +265,11 @@ func (explicitOnly) Configure(*config.Config) error { return nil }
 // GetWorkspace reads one workspace.
 func (a *Account) GetWorkspace(ctx context.Context, id int64) (*provisioning.Workspace, error) {
 	return a.Workspaces.GetByWorkspaceId(ctx, id)
+}
+
+// GetCredential reads one credential configuration (the workspace's cross-account role).
+func (a *Account) GetCredential(ctx context.Context, id string) (*provisioning.Credential, error) {
+	return a.Credentials.GetByCredentialsId(ctx, id)
 }
 
 // ListKeyConfigs lists the account's key configurations (one page: the API does not paginate).

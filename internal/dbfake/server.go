@@ -99,15 +99,16 @@ type Server struct {
 	url      string
 	closed   sync.Once
 
-	mu         sync.Mutex
-	workspaces ordered[workspaceRec]
-	keys       ordered[provisioning.CustomerManagedKey]
-	compute    map[int64]*workspaceCompute
-	behaviours map[int64]PatchBehaviour
-	tokens     map[string]time.Time // issued OAuth access token -> expiry
-	faults     []*faultRule
-	requests   []Request
-	unknown    []string
+	mu          sync.Mutex
+	workspaces  ordered[workspaceRec]
+	keys        ordered[provisioning.CustomerManagedKey]
+	credentials ordered[provisioning.Credential]
+	compute     map[int64]*workspaceCompute
+	behaviours  map[int64]PatchBehaviour
+	tokens      map[string]time.Time // issued OAuth access token -> expiry
+	faults      []*faultRule
+	requests    []Request
+	unknown     []string
 }
 
 // Start validates opts, listens on opts.Addr and serves until Close.
