@@ -181,7 +181,8 @@ func TestPreviousKeyOfARunningRetirementReminderIsAtRisk(t *testing.T) {
 		map[string]any{"workspace_id": "1234567890123456", "workspace_name": "analytics", "outcome": rotation.OutcomeRotated,
 			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN},
 		map[string]any{"workspace_id": "2345678901234567", "workspace_name": "ml", "outcome": rotation.OutcomeFailed,
-			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN, "error": map[string]any{"Error": "ComputeStopTimedOut", "Cause": "..."}},
+			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN, "error": map[string]any{"Error": "ComputeStopTimedOut", "Cause": "..."},
+			"summary": map[string]any{"outcome": rotation.OutcomeFailed, "patched": false}},
 	))
 	// Another rotation, off another key: not this key's business.
 	r.startReminder("retire-b2", reminderInput("rotate-bbbb2222-02", newKeyARN, newConfig,
@@ -465,4 +466,43 @@ func TestRemindersArePagedAndAnUnreadableOneDoesNotHideTheOthers(t *testing.T) {
 		}
 	}
 	assert.True(t, warned, "the unreadable reminder is logged")
+}
+
+// Issue 9, item 4: the previous key is needed for 24 hours whenever the PATCH took, whatever the
+// outcome: ROTATED_COMPUTE_DOWN, FAILED after the patch (its report says patched), a run the rescue
+// ended after the patch, and a FAILED run whose report is missing (nothing says it was not patched).
+func TestThePreviousKeyOfEveryPatchedWorkspaceIsAtRiskWhateverTheOutcome(t *testing.T) {
+	r := newRig(t, false)
+	oldKeyID, oldKeyARN := r.createKey("previous managed services key")
+	_, newKeyARN := r.createKey("new managed services key")
+	oldConfig := r.keyConfig(oldKeyARN, provisioning.KeyUseCaseManagedServices)
+	newConfig := r.keyConfig(newKeyARN, provisioning.KeyUseCaseManagedServices)
+	ws := func(id, name, outcome string, extra map[string]any) map[string]any {
+		m := map[string]any{"workspace_id": id, "workspace_name": name, "outcome": outcome,
+			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	r.startReminder("retire-c3", reminderInput("rotate-cccc3333-03", newKeyARN, newConfig,
+		ws("1000000000000001", "compute-down", rotation.OutcomeRotatedComputeDown, map[string]any{"summary": map[string]any{"patched": true}}),
+		ws("1000000000000002", "failed-after-patch", rotation.OutcomeFailed, map[string]any{"summary": map[string]any{"patched": true}}),
+		ws("1000000000000003", "failed-before-patch", rotation.OutcomeFailed, map[string]any{"summary": map[string]any{"patched": false}}),
+		ws("1000000000000004", "failed-unreported", rotation.OutcomeFailed, nil),
+		ws("1000000000000005", "rescued", rotation.OutcomeRescued, nil),
+		ws("1000000000000006", "unchanged", rotation.OutcomeUnchanged, nil),
+	))
+	r.scheduleDeletion(oldKeyARN)
+
+	require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-schedulekeydeletion-cloudtrail.json", oldKeyID)))
+
+	got := r.atRiskEvents()
+	require.Len(t, got, 1)
+	var names []string
+	for _, w := range got[0].Workspaces {
+		assert.Equal(t, keyguard.UsePreviousKey, w.Use)
+		names = append(names, w.WorkspaceName)
+	}
+	assert.Equal(t, []string{"compute-down", "failed-after-patch", "failed-unreported", "rescued"}, names)
 }

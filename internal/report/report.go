@@ -91,7 +91,8 @@ func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
 	}
 	d := r.Detail.(Detail)
 	r.Summary = &rotation.Summary{WorkspaceID: d.WorkspaceID, Outcome: d.Outcome, Message: d.Message,
-		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown}
+		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown,
+		Patched: in.Run != nil && in.Run.Patch != nil}
 	if d.Error != nil {
 		r.Summary.Error = d.Error.Type + ": " + d.Error.Message
 	}

@@ -295,6 +295,9 @@ type Summary struct {
 	StillDown        []string `json:"still_down,omitempty"`
 	StillDownCount   int      `json:"still_down_count"`
 	StillDownUnknown bool     `json:"still_down_unknown"`
+	// Patched says the workspace PATCH was sent: from then on the previous key may still be needed
+	// for 24 hours whatever the outcome (the key guard and the retirement reminder read it).
+	Patched bool `json:"patched"`
 }
 
 // Outcomes of one workspace iteration.
@@ -305,6 +308,9 @@ const (
 	OutcomeUnchanged          = "UNCHANGED"
 	OutcomeFailed             = "FAILED"
 	OutcomePlanned            = "PLANNED"
+	// OutcomeRescued: the execution ended without its own report (aborted, timed out, runtime
+	// error) after the workspace PATCH was sent; the rescue schedules the retirement reminder.
+	OutcomeRescued = "RESCUED_AFTER_PATCH"
 )
 
 // Event detail types published to EventBridge, all with Source EventSource.
