@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -505,4 +506,54 @@ func TestThePreviousKeyOfEveryPatchedWorkspaceIsAtRiskWhateverTheOutcome(t *test
 		names = append(names, w.WorkspaceName)
 	}
 	assert.Equal(t, []string{"compute-down", "failed-after-patch", "failed-unreported", "rescued"}, names)
+}
+
+// Issue 9, item 4: a PutKeyPolicy that takes the Databricks grant away from a key in use raises the
+// same critical event; one that keeps the grant raises nothing.
+func TestAKeyPolicyThatDropsTheDatabricksGrantFromAKeyInUseIsReported(t *testing.T) {
+	grant := `{"Sid":"Databricks","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::414351767826:root"},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/DatabricksAccountId":"` + faketest.AccountID + `"}}}`
+	admin := `{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}`
+	withPolicy := func(ev events.CloudWatchEvent, policy *string) events.CloudWatchEvent {
+		return editDetail(t, ev, func(d map[string]any) {
+			rp := d["requestParameters"].(map[string]any)
+			if policy == nil {
+				delete(rp, "policy")
+			} else {
+				rp["policy"] = *policy
+			}
+		})
+	}
+	setup := func(t *testing.T) (*rig, string) {
+		r := newRig(t, true)
+		r.h.Config.DatabricksAccountID = faketest.AccountID
+		keyID, keyARN := r.createKey("managed services key")
+		r.workspace(wsAnalytics, "analytics", r.keyConfig(keyARN, provisioning.KeyUseCaseManagedServices), "")
+		return r, keyID
+	}
+	t.Run("the grant removed: a critical event naming what is missing, and no undo", func(t *testing.T) {
+		r, keyID := setup(t)
+		require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.Equal(t, keyguard.SeverityCritical, got[0].Severity)
+		assert.Equal(t, "PutKeyPolicy", got[0].EventName)
+		assert.Contains(t, got[0].PolicyProblem, "kms:Encrypt, kms:Decrypt")
+		assert.Contains(t, got[0].Message, "no longer lets Databricks use the key")
+		assert.Contains(t, got[0].Message, "does not restore key policies")
+		assert.False(t, got[0].Undone)
+		assert.Empty(t, r.guard.Calls(), "nothing was called on the key")
+	})
+	t.Run("the grant kept: nothing published", func(t *testing.T) {
+		r, keyID := setup(t)
+		p := `{"Version":"2012-10-17","Statement":[` + admin + `,` + grant + `]}`
+		require.NoError(t, r.h.Handle(context.Background(), withPolicy(fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID), &p)))
+		assert.Empty(t, r.atRiskEvents())
+	})
+	t.Run("a record without the policy is reported: it cannot be checked", func(t *testing.T) {
+		r, keyID := setup(t)
+		require.NoError(t, r.h.Handle(context.Background(), withPolicy(fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID), nil)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.Contains(t, got[0].PolicyProblem, "does not carry the new policy")
+	})
 }
