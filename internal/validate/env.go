@@ -22,6 +22,10 @@ const (
 	EnvGovCloudShard = "DATABRICKS_GOVCLOUD_SHARD"
 )
 
+// MaxQuietWindowSeconds matches the template's MaxValue for StorageQuietWindowSeconds: a longer
+// window could outlast the execution's timeout with compute down (statemachine/budget_test.go).
+const MaxQuietWindowSeconds = 3600
+
 // FromEnv builds the Validate task from the environment.
 func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
 	account, accountID, err := dbclient.AccountFromEnv(ctx, lookup, awsCfg)
@@ -37,6 +41,9 @@ func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task,
 	}
 	if err := s.Err(); err != nil {
 		return nil, err
+	}
+	if q := settings.QuietWindowSeconds; q < 0 || q > MaxQuietWindowSeconds {
+		return nil, fmt.Errorf("%s must be between 0 and %d seconds (a longer window could outlast the execution's timeout with compute down), got %d", EnvQuietWindowSeconds, MaxQuietWindowSeconds, q)
 	}
 	settings.GovCloudShard, _ = lookup(EnvGovCloudShard)
 	if settings.GovCloudShard == "" {
