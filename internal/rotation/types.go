@@ -284,6 +284,9 @@ type Report struct {
 	Summary    *Summary `json:"summary,omitempty"`
 	// Cause is set by the "summary" kind: the text of the execution's failure cause.
 	Cause string `json:"cause,omitempty"`
+	// Plan is set by the "plan" kind: the detail without the inventory's lists, which is what a
+	// dry-run iteration outputs, so that the Map's result does not grow with every inventory.
+	Plan any `json:"plan,omitempty"`
 }
 
 // Summary is one workspace's outcome in a few hundred bytes.
