@@ -100,6 +100,7 @@ var kmsRoutes = map[string][]string{
 	"kms-cmk-rotation.json":                             {rotated},
 	"kms-schedulekeydeletion-cloudtrail.json":           {guardTrail},
 	"kms-disablekey-cloudtrail.json":                    {guardTrail},
+	"kms-putkeypolicy-cloudtrail.json":                  {guardTrail},
 	"kms-cmk-deletion.json":                             {guardDeleted},
 	"kms-imported-key-material-expiration.json":         nil, // no rule: neither the trigger nor the key guard handles it
 }
@@ -167,6 +168,9 @@ func TestEventPatternsRouteEveryKmsEventToTheRightRule(t *testing.T) {
 	}{
 		{"a ScheduleKeyDeletion that failed", synthesized(t, "kms-schedulekeydeletion-cloudtrail.json", func(_, d map[string]any) {
 			d["errorCode"], d["errorMessage"] = "KMSInvalidStateException", "arn:aws:kms:... is pending deletion."
+		}), nil},
+		{"a PutKeyPolicy that was refused (MalformedPolicyDocument)", synthesized(t, "kms-putkeypolicy-cloudtrail.json", func(_, d map[string]any) {
+			d["errorCode"] = "MalformedPolicyDocumentException"
 		}), nil},
 		{"a DisableKey that was denied", synthesized(t, "kms-disablekey-cloudtrail.json", func(_, d map[string]any) {
 			d["errorCode"] = "AccessDenied"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/acme/databricks-cmk-rotator/internal/wslock"
 	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
 )
 
@@ -25,5 +26,11 @@ func main() {
 		logger.Error("cannot start: configuration", "error", err)
 		os.Exit(1)
 	}
-	lambda.Start(lambdatask.Wrap(logger, "PatchWorkspace", task.Patch))
+	// A redriven execution resumes here without the locks the rescue released: take them again first.
+	locks, err := wslock.FromEnv(ctx, os.LookupEnv, awsCfg)
+	if err != nil {
+		logger.Error("cannot start: configuration", "error", err)
+		os.Exit(1)
+	}
+	lambda.Start(lambdatask.Wrap(logger, "PatchWorkspace", wslock.Guard(locks, task.Patch)))
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -59,6 +60,10 @@ type Settings struct {
 	Credentials           Credentials
 	// RateLimitPerSecond caps calls per client (the SDK's limiter); 0 keeps the SDK default.
 	RateLimitPerSecond int
+	// SecretARN and Secrets, when set, are where Credentials came from: when Databricks refuses
+	// them, the secret is read again and the call retried once.
+	SecretARN string
+	Secrets   SecretReader
 }
 
 // SecretReader reads one secret string (Secrets Manager GetSecretValue, narrowed).
@@ -98,18 +103,11 @@ func LoadSettings(ctx context.Context, lookup func(string) (string, bool), secre
 		if err != nil {
 			return Settings{}, fmt.Errorf("reading Databricks credentials from secret %s: %w", arn, err)
 		}
-		var doc struct {
-			ClientID     string `json:"client_id"`
-			ClientSecret string `json:"client_secret"`
+		creds, err := parseSecret(arn, raw)
+		if err != nil {
+			return Settings{}, err
 		}
-		// The secret's content must never reach an error message: report only its shape.
-		if err := json.Unmarshal([]byte(raw), &doc); err != nil {
-			return Settings{}, fmt.Errorf("secret %s is not a JSON object {\"client_id\",\"client_secret\"}", arn)
-		}
-		if doc.ClientID == "" || doc.ClientSecret == "" {
-			return Settings{}, fmt.Errorf("secret %s must hold non-empty \"client_id\" and \"client_secret\"", arn)
-		}
-		s.Credentials = Credentials{ClientID: doc.ClientID, ClientSecret: doc.ClientSecret}
+		s.Credentials, s.SecretARN, s.Secrets = creds, arn, secrets
 	} else {
 		s.Credentials = Credentials{
 			Token:        get("DATABRICKS_TOKEN"),
@@ -127,6 +125,22 @@ func LoadSettings(ctx context.Context, lookup func(string) (string, bool), secre
 		return Settings{}, fmt.Errorf("DATABRICKS_HOST %q is not a URL: %w", s.AccountHost, err)
 	}
 	return s, nil
+}
+
+// parseSecret reads the secret document {"client_id", "client_secret"}.
+func parseSecret(arn, raw string) (Credentials, error) {
+	var doc struct {
+		ClientID     string `json:"client_id"`
+		ClientSecret string `json:"client_secret"`
+	}
+	// The secret's content must never reach an error message: report only its shape.
+	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
+		return Credentials{}, fmt.Errorf("secret %s is not a JSON object {\"client_id\",\"client_secret\"}", arn)
+	}
+	if doc.ClientID == "" || doc.ClientSecret == "" {
+		return Credentials{}, fmt.Errorf("secret %s must hold non-empty \"client_id\" and \"client_secret\"", arn)
+	}
+	return Credentials{ClientID: doc.ClientID, ClientSecret: doc.ClientSecret}, nil
 }
 
 // WorkspaceHost returns the URL of a workspace. With a template it substitutes {deployment_name};
@@ -163,6 +177,7 @@ func WorkspaceHost(accountHost, deploymentName, template string) (string, error)
 type Account struct {
 	Workspaces     *provisioning.WorkspacesAPI
 	EncryptionKeys *provisioning.EncryptionKeysAPI
+	Credentials    *provisioning.CredentialsAPI
 }
 
 // Workspace is the workspace-level API surface the rotator uses.
@@ -177,6 +192,7 @@ type Workspace struct {
 // OAuth tokens are cached between warm starts.
 type Factory struct {
 	settings Settings
+	secret   *secretSource
 
 	mu         sync.Mutex
 	account    *Account
@@ -185,7 +201,8 @@ type Factory struct {
 
 // NewFactory returns a Factory for the settings.
 func NewFactory(s Settings) *Factory {
-	return &Factory{settings: s, workspaces: map[string]*Workspace{}}
+	return &Factory{settings: s, workspaces: map[string]*Workspace{},
+		secret: &secretSource{secretARN: s.SecretARN, reader: s.Secrets, creds: s.Credentials}}
 }
 
 // AccountID is the Databricks account id the factory talks to.
@@ -206,9 +223,16 @@ func (f *Factory) config(host, workspaceID string) *config.Config {
 		// developer machine may add a second credential or change the host behind our back.
 		Loaders: []config.Loader{explicitOnly{}},
 	}
-	if c := f.settings.Credentials; c.Token != "" {
+	c, _ := f.secret.current()
+	switch {
+	case c.Token != "":
 		cfg.Token, cfg.AuthType = c.Token, "pat"
-	} else {
+	case f.settings.Secrets != nil && f.settings.SecretARN != "":
+		// Each client has its own token endpoint, hence its own strategy; they share the secret.
+		auth := &renewingAuth{src: f.secret, base: http.DefaultTransport}
+		cfg.ClientID, cfg.ClientSecret, cfg.AuthType = c.ClientID, c.ClientSecret, "oauth-m2m"
+		cfg.Credentials, cfg.HTTPTransport = auth, auth
+	default:
 		cfg.ClientID, cfg.ClientSecret, cfg.AuthType = c.ClientID, c.ClientSecret, "oauth-m2m"
 	}
 	return cfg
@@ -225,7 +249,7 @@ func (f *Factory) Account() (*Account, error) {
 	if err != nil {
 		return nil, taskerr.Errorf[taskerr.DatabricksRequestFailed]("configuring the Databricks account client for %s: %v", f.settings.AccountHost, err)
 	}
-	f.account = &Account{Workspaces: provisioning.NewWorkspaces(c), EncryptionKeys: provisioning.NewEncryptionKeys(c)}
+	f.account = &Account{Workspaces: provisioning.NewWorkspaces(c), EncryptionKeys: provisioning.NewEncryptionKeys(c), Credentials: provisioning.NewCredentials(c)}
 	return f.account, nil
 }
 
@@ -264,6 +288,11 @@ func (explicitOnly) Configure(*config.Config) error { return nil }
 // GetWorkspace reads one workspace.
 func (a *Account) GetWorkspace(ctx context.Context, id int64) (*provisioning.Workspace, error) {
 	return a.Workspaces.GetByWorkspaceId(ctx, id)
+}
+
+// GetCredential reads one credential configuration (the workspace's cross-account role).
+func (a *Account) GetCredential(ctx context.Context, id string) (*provisioning.Credential, error) {
+	return a.Credentials.GetByCredentialsId(ctx, id)
 }
 
 // ListKeyConfigs lists the account's key configurations (one page: the API does not paginate).

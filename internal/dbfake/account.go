@@ -165,6 +165,7 @@ func (s *Server) workspaceRec(id int64) *workspaceRec {
 
 // kmsKeyARN is arn:<partition>:kms:<region>:<12-digit account>:key/<key id or mrk- id>.
 var kmsKeyARN = regexp.MustCompile(`^arn:(aws(?:-[a-z]+)*):kms:([a-z]{2}(?:-[a-z]+)+-\d+):(\d{12}):key/([A-Za-z0-9-]+)$`)
+var iamRoleARN = regexp.MustCompile(`^arn:aws(?:-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]+$`)
 
 func validUseCase(uc provisioning.KeyUseCase) bool {
 	return uc == provisioning.KeyUseCaseManagedServices || uc == provisioning.KeyUseCaseStorage
@@ -233,6 +234,22 @@ func (s *Server) listKeyConfigs(*call) (any, error) {
 		out = append(out, *k)
 	}
 	return out, nil
+}
+
+func (s *Server) listCredentials(*call) (any, error) {
+	out := []provisioning.Credential{}
+	for _, c := range s.credentials.all() {
+		out = append(out, *c)
+	}
+	return out, nil
+}
+
+func (s *Server) getCredential(c *call) (any, error) {
+	cred := s.credentials.get(c.params[1])
+	if cred == nil {
+		return nil, notFound("Credential configuration %s does not exist", c.params[1])
+	}
+	return *cred, nil
 }
 
 func (s *Server) getKeyConfig(c *call) (any, error) {

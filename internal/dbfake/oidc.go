@@ -125,3 +125,13 @@ func redactForm(body []byte) string {
 	}
 	return form.Encode()
 }
+
+// RotateClientSecret replaces the service principal's OAuth secret and revokes the old one with
+// every access token issued under it, as deleting a rotated-out secret in Databricks does: a client
+// that keeps the old secret gets invalid_client from the token endpoint and 401 from the API.
+func (s *Server) RotateClientSecret(secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.ClientSecret = secret
+	clear(s.tokens)
+}

@@ -22,6 +22,8 @@ func (s *Server) routeTable() []route {
 		r(http.MethodGet, acct+`/customer-managed-keys/?$`, scopeAccount, s.listKeyConfigs),
 		r(http.MethodGet, acct+`/customer-managed-keys/([^/]+)$`, scopeAccount, s.getKeyConfig),
 		r(http.MethodDelete, acct+`/customer-managed-keys/([^/]+)$`, scopeAccount, s.deleteKeyConfig),
+		r(http.MethodGet, acct+`/credentials/?$`, scopeAccount, s.listCredentials),
+		r(http.MethodGet, acct+`/credentials/([^/]+)$`, scopeAccount, s.getCredential),
 		r(http.MethodGet, acct+`/workspaces/?$`, scopeAccount, s.listWorkspaces),
 		r(http.MethodGet, acct+`/workspaces/([^/]+)$`, scopeAccount, s.getWorkspace),
 		r(http.MethodPatch, acct+`/workspaces/([^/]+)$`, scopeAccount, s.patchWorkspace),

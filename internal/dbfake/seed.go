@@ -45,6 +45,9 @@ type WorkspaceSeed struct {
 type SeedFile struct {
 	Workspaces []WorkspaceSeed                   `json:"workspaces"`
 	KeyConfigs []provisioning.CustomerManagedKey `json:"key_configs,omitempty"`
+	// Credentials are credential configurations (the workspace's cross-account role) a workspace's
+	// credentials_id may name.
+	Credentials []provisioning.Credential `json:"credentials,omitempty"`
 }
 
 // DecodeSeed reads a SeedFile, refusing unknown top-level keys so a typo does not seed nothing.
@@ -81,6 +84,9 @@ func (s *Server) Seed(seed SeedFile) error {
 		return err
 	}
 	now := s.now()
+	for _, c := range seed.Credentials {
+		s.addCredential(c, now)
+	}
 	for _, k := range seed.KeyConfigs {
 		s.addKeyConfig(k, now)
 	}
@@ -121,6 +127,17 @@ func (s *Server) validateSeed(seed SeedFile) error {
 			keys[k.CustomerManagedKeyId] = k
 		}
 	}
+	creds := map[string]bool{}
+	for id := range s.credentials.byID {
+		creds[id] = true
+	}
+	for i, c := range seed.Credentials {
+		if c.CredentialsId == "" || c.AwsCredentials == nil || c.AwsCredentials.StsRole == nil || !iamRoleARN.MatchString(c.AwsCredentials.StsRole.RoleArn) {
+			errs = append(errs, fmt.Errorf("credentials[%d]: credentials_id and aws_credentials.sts_role.role_arn (an IAM role ARN) are required", i))
+			continue
+		}
+		creds[c.CredentialsId] = true
+	}
 	seen := map[int64]bool{}
 	for i, w := range seed.Workspaces {
 		at := fmt.Sprintf("workspaces[%d]", i)
@@ -144,6 +161,9 @@ func (s *Server) validateSeed(seed SeedFile) error {
 		}
 		if w.TerminatedJobClusters < 0 {
 			errs = append(errs, fmt.Errorf("%s: terminated_job_clusters must not be negative, got %d", at, w.TerminatedJobClusters))
+		}
+		if ws.CredentialsId != "" && !creds[ws.CredentialsId] {
+			errs = append(errs, fmt.Errorf("%s.workspace.credentials_id: credential configuration %q is not seeded", at, ws.CredentialsId))
 		}
 		clusterIDs := map[string]bool{}
 		for j, c := range w.Clusters {
@@ -218,6 +238,35 @@ func (s *Server) addWorkspace(ws provisioning.Workspace, now time.Time) int64 {
 	ws.ForceSendFields = nil
 	s.workspaces.put(strconv.FormatInt(ws.WorkspaceId, 10), &workspaceRec{ws: ws})
 	return ws.WorkspaceId
+}
+
+// AddCredential adds or replaces a credential configuration and returns its id (generated when empty).
+func (s *Server) AddCredential(c provisioning.Credential) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addCredential(c, s.now())
+}
+
+func (s *Server) addCredential(c provisioning.Credential, now time.Time) string {
+	if c.CredentialsId == "" {
+		c.CredentialsId = newUUID()
+	}
+	c.AccountId = s.opts.AccountID
+	if c.CreationTime == 0 {
+		c.CreationTime = millis(now)
+	}
+	if c.AwsCredentials != nil {
+		ac := *c.AwsCredentials
+		if ac.StsRole != nil {
+			role := *ac.StsRole
+			role.ForceSendFields = nil
+			ac.StsRole = &role
+		}
+		c.AwsCredentials = &ac
+	}
+	c.ForceSendFields = nil
+	s.credentials.put(c.CredentialsId, &c)
+	return c.CredentialsId
 }
 
 // AddKeyConfig adds or replaces a key configuration and returns its id (generated when empty).

@@ -103,12 +103,13 @@ type Server struct {
 	url      string
 	closed   sync.Once
 
-	mu         sync.Mutex
-	rng        *mathrand.Rand // Realistic mode only; guarded by mu
-	workspaces ordered[workspaceRec]
-	keys       ordered[provisioning.CustomerManagedKey]
-	compute    map[int64]*workspaceCompute
-	behaviours map[int64]PatchBehaviour
+	mu          sync.Mutex
+	rng         *mathrand.Rand // Realistic mode only; guarded by mu
+	workspaces  ordered[workspaceRec]
+	keys        ordered[provisioning.CustomerManagedKey]
+	credentials ordered[provisioning.Credential]
+	compute     map[int64]*workspaceCompute
+	behaviours  map[int64]PatchBehaviour
 	// revertAtStart holds, per workspace, the values a RevertAtFirstStart update reverts to.
 	revertAtStart map[int64]provisioning.Workspace
 	updateLog     []WorkspaceUpdateSpan

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
 )
 
 // Config is the key guard's configuration, read once from the environment. The Databricks
@@ -22,6 +24,10 @@ type Config struct {
 	// IgnoredPrincipalARNs are principals whose KMS calls are ignored (IGNORED_PRINCIPAL_ARNS,
 	// comma-separated). Both the caller ARN and the role behind an assumed-role session are compared.
 	IgnoredPrincipalARNs []string
+	// DatabricksAccountID (DATABRICKS_ACCOUNT_ID) and GovCloudShard (DATABRICKS_GOVCLOUD_SHARD, or
+	// derived from DATABRICKS_HOST) are what a new key policy is checked against after PutKeyPolicy.
+	DatabricksAccountID string
+	GovCloudShard       string
 }
 
 var (
@@ -47,6 +53,10 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	cfg := Config{
 		EventBusName:            get("EVENT_BUS_NAME"),
 		ReminderStateMachineARN: get("REMINDER_STATE_MACHINE_ARN"),
+	}
+	cfg.DatabricksAccountID = get("DATABRICKS_ACCOUNT_ID")
+	if cfg.GovCloudShard = get("DATABRICKS_GOVCLOUD_SHARD"); cfg.GovCloudShard == "" {
+		cfg.GovCloudShard = keypolicy.ShardOfAccountHost(get("DATABRICKS_HOST"))
 	}
 	if cfg.EventBusName == "" {
 		problems = append(problems, "EVENT_BUS_NAME is required")

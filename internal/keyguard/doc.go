@@ -5,6 +5,10 @@
 //
 //   - CloudTrail ScheduleKeyDeletion and DisableKey that succeeded (no errorCode): the key is
 //     unusable from now on. Pending deletion, it can still be recovered until the deletion date.
+//   - CloudTrail PutKeyPolicy that succeeded: the new policy (requestParameters.policy) is checked
+//     with internal/keypolicy against the uses of the workspaces that depend on the key; when it no
+//     longer lets Databricks use the key (or the record does not carry it), the same critical event
+//     is raised. It is never undone: CloudTrail carries only the new policy, KMS keeps no history.
 //   - Native "KMS CMK Deletion": the waiting period ended and the key is gone for good. Nothing can
 //     be undone; the event only says which workspaces lost their key.
 //

@@ -23,6 +23,7 @@ type Change string
 const (
 	ChangeScheduleKeyDeletion Change = "ScheduleKeyDeletion"
 	ChangeDisableKey          Change = "DisableKey"
+	ChangePutKeyPolicy        Change = "PutKeyPolicy"
 	ChangeKeyDeleted          Change = trigger.DetailTypeCMKDeletion
 )
 
@@ -37,6 +38,10 @@ type KeyChange struct {
 	EventName string
 	Actor     string
 	EventTime string
+	// Policy is the new key policy of a PutKeyPolicy (requestParameters.policy); PolicyMissing says
+	// the record did not carry it, so the guard cannot tell whether Databricks kept its grant.
+	Policy        string
+	PolicyMissing bool
 }
 
 // Skip is an event the guard does not act on: not one of its changes, a failed call, one of the
@@ -129,7 +134,7 @@ func parseCloudTrail(ev events.CloudWatchEvent, ignoredPrincipals []string, kc K
 		return kc, skip("eventSource %s is not %s", quote(ct.EventSource), kmsEventSource)
 	}
 	switch Change(ct.EventName) {
-	case ChangeScheduleKeyDeletion, ChangeDisableKey:
+	case ChangeScheduleKeyDeletion, ChangeDisableKey, ChangePutKeyPolicy:
 		kc.Change = Change(ct.EventName)
 	default:
 		return kc, skip("KMS %s calls do not concern the key guard", quote(ct.EventName))
@@ -143,11 +148,19 @@ func parseCloudTrail(ev events.CloudWatchEvent, ignoredPrincipals []string, kc K
 		}
 	}
 	var req struct {
-		KeyID string `json:"keyId"`
+		KeyID  string  `json:"keyId"`
+		Policy *string `json:"policy"`
 	}
 	if len(ct.RequestParameters) > 0 && string(ct.RequestParameters) != "null" {
 		if err := json.Unmarshal(ct.RequestParameters, &req); err != nil {
 			return kc, malformed("malformed requestParameters: %v", err)
+		}
+	}
+	if kc.Change == ChangePutKeyPolicy {
+		// CloudTrail may omit a large request parameter; the guard then errs on the side of an alarm.
+		kc.PolicyMissing = req.Policy == nil || strings.TrimSpace(*req.Policy) == ""
+		if !kc.PolicyMissing {
+			kc.Policy = *req.Policy
 		}
 	}
 	var resources []string

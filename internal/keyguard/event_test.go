@@ -25,6 +25,11 @@ func TestParseEventOverEveryFixture(t *testing.T) {
 			Change: keyguard.ChangeDisableKey, KeyARN: fixtureKey, EventID: "995c4653-3c53-4a06-a0f0-f5531997b741",
 			EventName: "DisableKey", Actor: "arn:aws:iam::111122223333:user/Alice", EventTime: "2014-11-04T00:52:43Z",
 		},
+		"kms-putkeypolicy-cloudtrail.json": {
+			Change: keyguard.ChangePutKeyPolicy, KeyARN: fixtureKey, EventID: "c217db1f-903f-4a2f-8f88-9580182d6313",
+			EventName: "PutKeyPolicy", Actor: "arn:aws:iam::111122223333:user/Alice", EventTime: "2026-11-30T09:12:44Z",
+			Policy: "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {\n    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::111122223333:root\"\n    },\n    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}",
+		},
 		"kms-cmk-deletion.json": {
 			Change: keyguard.ChangeKeyDeleted, KeyARN: fixtureKey, EventID: "e9ce3425-7d22-412a-a699-e7a5fc3fbc9a",
 			EventName: "KMS CMK Deletion", Actor: "kms.amazonaws.com", EventTime: "2022-08-10T16:37:50Z",

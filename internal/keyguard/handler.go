@@ -17,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
@@ -47,7 +49,9 @@ type KeyInUseAtRisk struct {
 	UndoError  string `json:"undo_error"`
 	// KeyState is the key state the guard last read (undo only).
 	KeyState string `json:"key_state,omitempty"`
-	Message  string `json:"message"`
+	// PolicyProblem says, for a PutKeyPolicy, what the new policy no longer grants Databricks.
+	PolicyProblem string `json:"policy_problem,omitempty"`
+	Message       string `json:"message"`
 }
 
 // Handler is the key guard Lambda.
@@ -97,8 +101,16 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 		Severity: SeverityCritical, KeyARN: kc.KeyARN, EventName: kc.EventName, EventID: kc.EventID,
 		EventTime: kc.EventTime, Actor: kc.Actor, Workspaces: atRisk,
 	}
+	if kc.Change == ChangePutKeyPolicy {
+		problem := h.policyProblem(kc, atRisk)
+		if problem == "" {
+			log.InfoContext(ctx, "the new key policy still lets Databricks use the key; nothing to do", changeAttrs(kc)...)
+			return nil
+		}
+		detail.PolicyProblem = problem
+	}
 	var undoErr error
-	if h.Config.UndoKeyChanges && kc.Change != ChangeKeyDeleted {
+	if h.Config.UndoKeyChanges && kc.Change != ChangeKeyDeleted && kc.Change != ChangePutKeyPolicy {
 		u := h.undo(ctx, kc.Change, kc.KeyARN)
 		detail.Undone, detail.UndoAction, detail.UndoError, detail.KeyState = u.undone, u.action, u.problem, string(u.keyState)
 		if u.err != nil && retryable(u.err) {
@@ -174,6 +186,8 @@ func message(kc KeyChange, d KeyInUseAtRisk) string {
 		b.WriteString("The KMS key was disabled, so Databricks can no longer use it (EnableKey restores it). ")
 	case ChangeKeyDeleted:
 		b.WriteString("The KMS key was deleted and cannot be recovered: data encrypted under it is lost. ")
+	case ChangePutKeyPolicy:
+		fmt.Fprintf(&b, "The key policy was replaced and no longer lets Databricks use the key (%s). ", d.PolicyProblem)
 	}
 	uses := map[Use][]string{}
 	for _, w := range d.Workspaces {
@@ -190,6 +204,9 @@ func message(kc KeyChange, d KeyInUseAtRisk) string {
 	switch {
 	case kc.Change == ChangeKeyDeleted:
 		b.WriteString("Nothing can be undone.")
+	case kc.Change == ChangePutKeyPolicy:
+		// KMS keeps no policy history and the CloudTrail record carries only the new policy.
+		b.WriteString("The key guard does not restore key policies: the previous policy is not in the CloudTrail record. Put back the Databricks statements (from your infrastructure code, or from the key's earlier PutKeyPolicy or CreateKey record in CloudTrail).")
 	case d.UndoAction == "":
 		b.WriteString("UNDO_KEY_CHANGES is off: the change stands until an operator reverts it.")
 	case d.Undone:
@@ -277,4 +294,36 @@ func workspaceIDs(ws []WorkspaceAtRisk) []string {
 		ids = append(ids, w.WorkspaceID)
 	}
 	return slices.Compact(ids)
+}
+
+// policyProblem checks the policy a PutKeyPolicy put on a key in use against what its workspaces
+// need: "" when Databricks keeps its grant, else why not. A previous key (within 24 h) needs at
+// least the managed services grant. The account condition is not required here: the question is
+// whether Databricks can still use the key, not how tightly the grant is scoped.
+func (h *Handler) policyProblem(kc KeyChange, atRisk []WorkspaceAtRisk) string {
+	if kc.PolicyMissing {
+		return "the CloudTrail record does not carry the new policy, so it cannot be checked"
+	}
+	useCases := []string{rotation.UseCaseManagedServices}
+	for _, w := range atRisk {
+		if w.Use == UseStorage {
+			useCases = []string{rotation.UseCaseManagedServices, rotation.UseCaseStorage}
+		}
+	}
+	partition := "aws"
+	if k, err := kmscheck.ParseKeyARN(kc.KeyARN); err == nil {
+		partition = k.Partition
+	}
+	err := keypolicy.Check(kc.Policy, keypolicy.Requirement{
+		DatabricksAccountID: h.Config.DatabricksAccountID, Partition: partition, UseCases: useCases,
+		AllowMissingAccountCondition: true, KeyARN: kc.KeyARN, GovCloudShard: h.Config.GovCloudShard,
+	})
+	if err == nil {
+		return ""
+	}
+	var rejected *taskerr.KeyPolicyRejected
+	if errors.As(err, &rejected) {
+		return rejected.Reason
+	}
+	return err.Error()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -181,7 +182,8 @@ func TestPreviousKeyOfARunningRetirementReminderIsAtRisk(t *testing.T) {
 		map[string]any{"workspace_id": "1234567890123456", "workspace_name": "analytics", "outcome": rotation.OutcomeRotated,
 			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN},
 		map[string]any{"workspace_id": "2345678901234567", "workspace_name": "ml", "outcome": rotation.OutcomeFailed,
-			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN, "error": map[string]any{"Error": "ComputeStopTimedOut", "Cause": "..."}},
+			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN, "error": map[string]any{"Error": "ComputeStopTimedOut", "Cause": "..."},
+			"summary": map[string]any{"outcome": rotation.OutcomeFailed, "patched": false}},
 	))
 	// Another rotation, off another key: not this key's business.
 	r.startReminder("retire-b2", reminderInput("rotate-bbbb2222-02", newKeyARN, newConfig,
@@ -465,4 +467,93 @@ func TestRemindersArePagedAndAnUnreadableOneDoesNotHideTheOthers(t *testing.T) {
 		}
 	}
 	assert.True(t, warned, "the unreadable reminder is logged")
+}
+
+// Issue 9, item 4: the previous key is needed for 24 hours whenever the PATCH took, whatever the
+// outcome: ROTATED_COMPUTE_DOWN, FAILED after the patch (its report says patched), a run the rescue
+// ended after the patch, and a FAILED run whose report is missing (nothing says it was not patched).
+func TestThePreviousKeyOfEveryPatchedWorkspaceIsAtRiskWhateverTheOutcome(t *testing.T) {
+	r := newRig(t, false)
+	oldKeyID, oldKeyARN := r.createKey("previous managed services key")
+	_, newKeyARN := r.createKey("new managed services key")
+	oldConfig := r.keyConfig(oldKeyARN, provisioning.KeyUseCaseManagedServices)
+	newConfig := r.keyConfig(newKeyARN, provisioning.KeyUseCaseManagedServices)
+	ws := func(id, name, outcome string, extra map[string]any) map[string]any {
+		m := map[string]any{"workspace_id": id, "workspace_name": name, "outcome": outcome,
+			"previous_key_config_id": oldConfig, "previous_key_arn": oldKeyARN}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	r.startReminder("retire-c3", reminderInput("rotate-cccc3333-03", newKeyARN, newConfig,
+		ws("1000000000000001", "compute-down", rotation.OutcomeRotatedComputeDown, map[string]any{"summary": map[string]any{"patched": true}}),
+		ws("1000000000000002", "failed-after-patch", rotation.OutcomeFailed, map[string]any{"summary": map[string]any{"patched": true}}),
+		ws("1000000000000003", "failed-before-patch", rotation.OutcomeFailed, map[string]any{"summary": map[string]any{"patched": false}}),
+		ws("1000000000000004", "failed-unreported", rotation.OutcomeFailed, nil),
+		ws("1000000000000005", "rescued", rotation.OutcomeRescued, nil),
+		ws("1000000000000006", "unchanged", rotation.OutcomeUnchanged, nil),
+	))
+	r.scheduleDeletion(oldKeyARN)
+
+	require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-schedulekeydeletion-cloudtrail.json", oldKeyID)))
+
+	got := r.atRiskEvents()
+	require.Len(t, got, 1)
+	var names []string
+	for _, w := range got[0].Workspaces {
+		assert.Equal(t, keyguard.UsePreviousKey, w.Use)
+		names = append(names, w.WorkspaceName)
+	}
+	assert.Equal(t, []string{"compute-down", "failed-after-patch", "failed-unreported", "rescued"}, names)
+}
+
+// Issue 9, item 4: a PutKeyPolicy that takes the Databricks grant away from a key in use raises the
+// same critical event; one that keeps the grant raises nothing.
+func TestAKeyPolicyThatDropsTheDatabricksGrantFromAKeyInUseIsReported(t *testing.T) {
+	grant := `{"Sid":"Databricks","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::414351767826:root"},"Action":["kms:Encrypt","kms:Decrypt"],"Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/DatabricksAccountId":"` + faketest.AccountID + `"}}}`
+	admin := `{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}`
+	withPolicy := func(ev events.CloudWatchEvent, policy *string) events.CloudWatchEvent {
+		return editDetail(t, ev, func(d map[string]any) {
+			rp := d["requestParameters"].(map[string]any)
+			if policy == nil {
+				delete(rp, "policy")
+			} else {
+				rp["policy"] = *policy
+			}
+		})
+	}
+	setup := func(t *testing.T) (*rig, string) {
+		r := newRig(t, true)
+		r.h.Config.DatabricksAccountID = faketest.AccountID
+		keyID, keyARN := r.createKey("managed services key")
+		r.workspace(wsAnalytics, "analytics", r.keyConfig(keyARN, provisioning.KeyUseCaseManagedServices), "")
+		return r, keyID
+	}
+	t.Run("the grant removed: a critical event naming what is missing, and no undo", func(t *testing.T) {
+		r, keyID := setup(t)
+		require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.Equal(t, keyguard.SeverityCritical, got[0].Severity)
+		assert.Equal(t, "PutKeyPolicy", got[0].EventName)
+		assert.Contains(t, got[0].PolicyProblem, "kms:Encrypt, kms:Decrypt")
+		assert.Contains(t, got[0].Message, "no longer lets Databricks use the key")
+		assert.Contains(t, got[0].Message, "does not restore key policies")
+		assert.False(t, got[0].Undone)
+		assert.Empty(t, r.guard.Calls(), "nothing was called on the key")
+	})
+	t.Run("the grant kept: nothing published", func(t *testing.T) {
+		r, keyID := setup(t)
+		p := `{"Version":"2012-10-17","Statement":[` + admin + `,` + grant + `]}`
+		require.NoError(t, r.h.Handle(context.Background(), withPolicy(fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID), &p)))
+		assert.Empty(t, r.atRiskEvents())
+	})
+	t.Run("a record without the policy is reported: it cannot be checked", func(t *testing.T) {
+		r, keyID := setup(t)
+		require.NoError(t, r.h.Handle(context.Background(), withPolicy(fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID), nil)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.Contains(t, got[0].PolicyProblem, "does not carry the new policy")
+	})
 }

@@ -148,7 +148,26 @@ type reminderInput struct {
 		Outcome             string     `json:"outcome"`
 		PreviousKeyConfigID string     `json:"previous_key_config_id"`
 		PreviousKeyARN      string     `json:"previous_key_arn"`
+		Summary             *struct {
+			Patched bool `json:"patched"`
+		} `json:"summary"`
 	} `json:"workspaces"`
+}
+
+// previousKeyMayBeNeeded says whether a reminder's workspace may still need its previous key: its
+// PATCH took, whatever happened after. ROTATED and ROTATED_COMPUTE_DOWN are on the new key; a
+// FAILED run counts when its report says the PATCH was sent (a revert or a failed confirmation can
+// still leave Databricks on the new key for a while), or when it has no report to say otherwise.
+func previousKeyMayBeNeeded(outcome string, summary *struct {
+	Patched bool `json:"patched"`
+}) bool {
+	switch outcome {
+	case rotation.OutcomeRotated, rotation.OutcomeRotatedComputeDown, rotation.OutcomeRescued:
+		return true
+	case rotation.OutcomeFailed:
+		return summary == nil || summary.Patched
+	}
+	return false
 }
 
 // flexibleID accepts a workspace id written as a string or as a JSON number.
@@ -225,7 +244,7 @@ func (h *Handler) reminderWorkspaces(ctx context.Context, log *slog.Logger, exec
 	}
 	var out []WorkspaceAtRisk
 	for _, ws := range in.Workspaces {
-		if ws.Outcome != rotation.OutcomeRotated || !sameARN(ws.PreviousKeyARN, keyARN) {
+		if !previousKeyMayBeNeeded(ws.Outcome, ws.Summary) || !sameARN(ws.PreviousKeyARN, keyARN) {
 			continue
 		}
 		r := WorkspaceAtRisk{

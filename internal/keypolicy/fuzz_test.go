@@ -25,7 +25,7 @@ func FuzzCheck(f *testing.F) {
 			req.UseCases = append(req.UseCases, rotation.UseCaseStorage)
 		}
 		if govCloud {
-			req.Partition = "aws-us-gov"
+			req.Partition, req.GovCloudShard = "aws-us-gov", keypolicy.ShardCivilian
 		}
 		err := keypolicy.Check(policyJSON, req)
 		if err == nil {

@@ -39,6 +39,15 @@ type Requirement struct {
 	AllowMissingAccountCondition bool
 	// KeyARN, when set, lets a statement whose Resource names the key (instead of "*") count.
 	KeyARN string
+	// GovCloudShard is ShardCivilian or ShardDoD; required in aws-us-gov, where only the principal
+	// of the account's own shard counts.
+	GovCloudShard string
+	// VolumeRoleARNs are the cross-account roles of the workspaces that will encrypt cluster EBS
+	// volumes with the key (STORAGE with reuse_key_for_cluster_volumes); each needs the EBS
+	// statement. Empty means no such workspace.
+	VolumeRoleARNs []string
+	// Region is the key's region, for the EBS statement's kms:ViaService; defaults to KeyARN's.
+	Region string
 }
 
 // Principal is one Databricks control-plane principal.
@@ -56,8 +65,8 @@ var (
 	}
 )
 
-// Principals returns the Databricks control-plane principals of a partition; in GovCloud either
-// one is enough, as a workspace lives in exactly one of the two shards.
+// Principals returns the Databricks control-plane principals of a partition; in GovCloud Check
+// narrows them to the account's own shard (Requirement.GovCloudShard).
 func Principals(partition string) ([]Principal, error) {
 	switch partition {
 	case "aws":
@@ -122,6 +131,9 @@ func requiredActions(useCases []string) ([]actionReq, error) {
 // fault and says how to fix the policy. An unusable Requirement yields *taskerr.InvalidInput.
 func Check(policyJSON string, req Requirement) error {
 	principals, err := Principals(req.Partition)
+	if err == nil {
+		principals, err = shardPrincipals(req.Partition, req.GovCloudShard, principals)
+	}
 	if err != nil {
 		return taskerr.Errorf[taskerr.InvalidInput]("cannot check the key policy: %v", err)
 	}
@@ -140,7 +152,7 @@ func Check(policyJSON string, req Requirement) error {
 	for _, p := range principals {
 		ev := evaluate(statements, p, required, req)
 		if ev.accepted(req.AllowMissingAccountCondition) {
-			return nil
+			return checkVolumeRoles(statements, req)
 		}
 		if best == nil || ev.closerThan(best) {
 			best = ev

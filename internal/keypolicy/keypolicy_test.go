@@ -44,6 +44,8 @@ func scopedTo(ids ...string) string {
 	return `{"StringEquals":{"aws:PrincipalTag/DatabricksAccountId":["` + strings.Join(ids, `","`) + `"]}}`
 }
 
+const crossAccountRole = "arn:aws:iam::111122223333:role/databricks-cross-account"
+
 const databricksAWS = `{"AWS":"arn:aws:iam::414351767826:root"}`
 
 var (
@@ -57,6 +59,8 @@ func TestCheck(t *testing.T) {
 		name         string
 		policy       string
 		partition    string // default aws
+		shard        string // GovCloud shard
+		volumeRoles  []string
 		useCases     []string
 		allowMissing bool
 		keyARN       string
@@ -150,32 +154,123 @@ func TestCheck(t *testing.T) {
 			name:      "the GovCloud civilian principal is accepted in aws-us-gov",
 			policy:    policy(allow("ms", `{"AWS":"arn:aws-us-gov:iam::044793339203:root"}`, `["kms:Encrypt","kms:Decrypt"]`, scopedTo(accountID))),
 			partition: "aws-us-gov",
+			shard:     keypolicy.ShardCivilian,
 			useCases:  managed,
 		},
 		{
 			name:      "the GovCloud DoD principal as a bare account id is accepted in aws-us-gov",
 			policy:    policy(allow("ms", `{"AWS":"170661010020"}`, `["kms:Encrypt","kms:Decrypt"]`, scopedTo(accountID))),
 			partition: "aws-us-gov",
+			shard:     keypolicy.ShardDoD,
 			useCases:  managed,
 		},
 		{
-			name:      "the commercial principal does not count in GovCloud and the reason names both GovCloud principals",
+			name:      "the commercial principal does not count in GovCloud and the reason names the shard's principal",
 			policy:    policy(vendorManagedServices),
 			partition: "aws-us-gov",
+			shard:     keypolicy.ShardCivilian,
 			useCases:  managed,
 			want:      &taskerr.KeyPolicyRejected{},
-			reason:    []string{"(arn:aws-us-gov:iam::044793339203:root or arn:aws-us-gov:iam::170661010020:root) kms:Encrypt, kms:Decrypt"},
+			reason:    []string{"the Databricks GovCloud control plane (arn:aws-us-gov:iam::044793339203:root) kms:Encrypt, kms:Decrypt"},
 		},
 		{
 			name:      "a partial GovCloud DoD grant is reported against the DoD principal",
 			policy:    policy(allow("ms", `{"AWS":"arn:aws-us-gov:iam::170661010020:root"}`, `"kms:Encrypt"`, scopedTo(accountID))),
 			partition: "aws-us-gov",
+			shard:     keypolicy.ShardDoD,
 			useCases:  managed,
 			want:      &taskerr.KeyPolicyRejected{},
+			reason:    []string{"the Databricks GovCloud DoD control plane (arn:aws-us-gov:iam::170661010020:root) kms:Decrypt"},
+		},
+		{
+			name:      "a grant to the DoD principal does not count for a civilian GovCloud account",
+			policy:    policy(allow("ms", `{"AWS":"arn:aws-us-gov:iam::170661010020:root"}`, `["kms:Encrypt","kms:Decrypt"]`, scopedTo(accountID))),
+			partition: "aws-us-gov",
+			shard:     keypolicy.ShardCivilian,
+			useCases:  managed,
+			want:      &taskerr.KeyPolicyRejected{},
+			reason:    []string{"(arn:aws-us-gov:iam::044793339203:root) kms:Encrypt, kms:Decrypt"},
+		},
+		{
+			name:      "a grant to the civilian principal does not count for a DoD GovCloud account",
+			policy:    policy(allow("ms", `{"AWS":"arn:aws-us-gov:iam::044793339203:root"}`, `["kms:Encrypt","kms:Decrypt"]`, scopedTo(accountID))),
+			partition: "aws-us-gov",
+			shard:     keypolicy.ShardDoD,
+			useCases:  managed,
+			want:      &taskerr.KeyPolicyRejected{},
+			reason:    []string{"(arn:aws-us-gov:iam::170661010020:root) kms:Encrypt, kms:Decrypt"},
+		},
+		{
+			name:      "GovCloud without a known shard is invalid input naming the shard",
+			policy:    policy(allow("ms", `{"AWS":"arn:aws-us-gov:iam::044793339203:root"}`, `["kms:Encrypt","kms:Decrypt"]`, scopedTo(accountID))),
+			partition: "aws-us-gov",
+			useCases:  managed,
+			want:      &taskerr.InvalidInput{},
+			reason:    []string{"GovCloud shard", "DATABRICKS_GOVCLOUD_SHARD"},
+		},
+		{
+			name:        "STORAGE reusing the key for volumes is accepted with the vendor's EBS statement for the workspace's role",
+			policy:      policy(adminStatement, vendorDBFS, vendorEBS),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+		},
+		{
+			name:        "STORAGE reusing the key for volumes without the EBS statement is rejected naming the role, the actions and the statement",
+			policy:      policy(adminStatement, vendorDBFS, vendorGrants),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+			want:        &taskerr.KeyPolicyRejected{},
 			reason: []string{
-				"the Databricks GovCloud DoD control plane (arn:aws-us-gov:iam::170661010020:root) kms:Decrypt",
-				"or with Principal arn:aws-us-gov:iam::044793339203:root",
+				"lacks the EBS statement",
+				"(" + crossAccountRole + ") kms:Decrypt, kms:GenerateDataKey*, kms:CreateGrant, kms:DescribeKey via EC2 (kms:ViaService = ec2.us-west-2.amazonaws.com)",
+				`"Principal":{"AWS":"` + crossAccountRole + `"}`,
 			},
+		},
+		{
+			name:        "an EBS statement for another role does not count",
+			policy:      policy(adminStatement, vendorDBFS, vendorEBS),
+			useCases:    storage,
+			volumeRoles: []string{"arn:aws:iam::111122223333:role/other-workspace-role"},
+			want:        &taskerr.KeyPolicyRejected{},
+			reason:      []string{"(arn:aws:iam::111122223333:role/other-workspace-role) kms:Decrypt"},
+		},
+		{
+			name:        "an EBS statement without kms:CreateGrant is rejected naming kms:CreateGrant only",
+			policy:      policy(adminStatement, vendorDBFS, allow("ebs", `{"AWS":"`+crossAccountRole+`"}`, `["kms:Decrypt","kms:GenerateDataKey*","kms:DescribeKey"]`, `{"ForAnyValue:StringLike":{"kms:ViaService":"ec2.*.amazonaws.com"}}`)),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+			want:        &taskerr.KeyPolicyRejected{},
+			reason:      []string{") kms:CreateGrant via EC2"},
+		},
+		{
+			name:        "an EBS statement limited to another service does not count",
+			policy:      policy(adminStatement, vendorDBFS, allow("ebs", `{"AWS":"`+crossAccountRole+`"}`, `["kms:Decrypt","kms:GenerateDataKey*","kms:CreateGrant","kms:DescribeKey"]`, `{"StringEquals":{"kms:ViaService":"s3.us-west-2.amazonaws.com"}}`)),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+			want:        &taskerr.KeyPolicyRejected{},
+			reason:      []string{"lacks the EBS statement"},
+		},
+		{
+			name:        "an EBS statement for EC2 in another region does not count",
+			policy:      policy(adminStatement, vendorDBFS, allow("ebs", `{"AWS":"`+crossAccountRole+`"}`, `["kms:Decrypt","kms:GenerateDataKey*","kms:CreateGrant","kms:DescribeKey"]`, `{"StringEquals":{"kms:ViaService":"ec2.us-east-1.amazonaws.com"}}`)),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+			want:        &taskerr.KeyPolicyRejected{},
+			reason:      []string{"ec2.us-west-2.amazonaws.com"},
+		},
+		{
+			name:        "an EBS statement naming EC2 of the key's region exactly is accepted",
+			policy:      policy(adminStatement, vendorDBFS, allow("ebs", `{"AWS":"`+crossAccountRole+`"}`, `["kms:Decrypt","kms:GenerateDataKey*","kms:CreateGrant","kms:DescribeKey"]`, `{"StringEquals":{"kms:ViaService":"ec2.us-west-2.amazonaws.com"}}`)),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+		},
+		{
+			name:        "a Deny of kms:CreateGrant to the role is rejected naming the statement",
+			policy:      policy(adminStatement, vendorDBFS, vendorEBS, `{"Sid":"nogrants","Effect":"Deny","Principal":{"AWS":"`+crossAccountRole+`"},"Action":"kms:CreateGrant","Resource":"*"}`),
+			useCases:    storage,
+			volumeRoles: []string{crossAccountRole},
+			want:        &taskerr.KeyPolicyRejected{},
+			reason:      []string{`"nogrants" denies the workspace cross-account role`},
 		},
 		{
 			name:     "principal * is too broad to count as a grant to Databricks",
@@ -419,6 +514,9 @@ func TestCheck(t *testing.T) {
 				UseCases:                     tt.useCases,
 				AllowMissingAccountCondition: tt.allowMissing,
 				KeyARN:                       tt.keyARN,
+				GovCloudShard:                tt.shard,
+				VolumeRoleARNs:               tt.volumeRoles,
+				Region:                       "us-west-2",
 			}
 			if tt.partition != "" {
 				req.Partition = tt.partition
@@ -461,4 +559,15 @@ func TestRequiredActions(t *testing.T) {
 	got, err = keypolicy.RequiredActions(nil)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"kms:Encrypt", "kms:Decrypt"}, got)
+}
+
+func TestShardOfAccountHost(t *testing.T) {
+	for host, want := range map[string]string{
+		"https://accounts.cloud.databricks.us":       keypolicy.ShardCivilian,
+		"https://accounts-dod.cloud.databricks.mil/": keypolicy.ShardDoD,
+		"https://accounts.cloud.databricks.com":      "",
+		"http://127.0.0.1:8080":                      "",
+	} {
+		assert.Equal(t, want, keypolicy.ShardOfAccountHost(host), host)
+	}
 }

@@ -141,7 +141,9 @@ func TestCheckUsesTheClientOfTheKeysRegion(t *testing.T) {
 	govARN := "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/" + keyID
 	f.keys[govARN] = f.keys[keyARN]
 	var regions []string
-	_, err := checkerFor(f, &regions).Check(context.Background(), govARN, managedServices())
+	req := managedServices()
+	req.GovCloudShard = keypolicy.ShardCivilian
+	_, err := checkerFor(f, &regions).Check(context.Background(), govARN, req)
 	require.Error(t, err, "the fake's policy names the commercial principal")
 	assert.Equal(t, []string{"us-gov-west-1"}, regions)
 	var rejected *taskerr.KeyPolicyRejected

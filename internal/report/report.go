@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
@@ -57,9 +58,11 @@ type Detail struct {
 	NewKeyConfigID      string   `json:"new_key_config_id,omitempty"`
 	// EndedOnKeyConfigID is the managed services key configuration the workspace was last seen
 	// RUNNING on, when the run knows it: the new one on success, the previous one after a revert.
-	EndedOnKeyConfigID   string                 `json:"ended_on_key_config_id,omitempty"`
-	Execution            string                 `json:"execution,omitempty"`
-	Phase                string                 `json:"phase,omitempty"`
+	EndedOnKeyConfigID string `json:"ended_on_key_config_id,omitempty"`
+	Execution          string `json:"execution,omitempty"`
+	Phase              string `json:"phase,omitempty"`
+	// InventoryOmitted says the inventory carries only its counts here (see bounded).
+	InventoryOmitted     bool                   `json:"inventory_omitted,omitempty"`
 	Error                *ErrorDetail           `json:"error,omitempty"`
 	CompensationError    *ErrorDetail           `json:"compensation_error,omitempty"`
 	ComputeStopped       bool                   `json:"compute_stopped"`
@@ -96,8 +99,17 @@ func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
 		return r, err
 	}
 	d := r.Detail.(Detail)
+	if in.Kind == KindPlan {
+		compact := d
+		compact.Inventory = countsOnly(d.Inventory)
+		r.Plan = compact
+	} else {
+		d = bounded(d)
+		r.Detail = d
+	}
 	r.Summary = &rotation.Summary{WorkspaceID: d.WorkspaceID, Outcome: d.Outcome, Message: d.Message,
-		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown}
+		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown,
+		Patched: in.Run != nil && in.Run.Patch != nil}
 	if d.Error != nil {
 		r.Summary.Error = d.Error.Type + ": " + d.Error.Message
 	}
@@ -332,4 +344,62 @@ func mergeRefs(list, more []rotation.ResourceRef) []rotation.ResourceRef {
 		}
 	}
 	return list
+}
+
+// DetailBudget bounds the detail of a success or failure report. The report step's state holds the
+// run (an inline inventory of up to 64 KiB and up to rotation.MaxFailuresListed still-down entries)
+// and the report; with this budget the sum stays under the 256 KiB payload limit, whose
+// States.DataLimitExceeded no Catch can handle (internal/report/bounds_test.go builds the worst case).
+const DetailBudget = 96 << 10
+
+// Caps on the free text of one still-down entry in a report: Databricks state messages have no
+// documented maximum.
+const (
+	maxNameBytes   = 128
+	maxReasonBytes = 256
+)
+
+// bounded caps the detail by construction: every still-down text is truncated, and when the
+// inventory's lists and the still-down list together would pass DetailBudget, the inventory travels
+// as its counts (and reference, if any): the execution history holds it whole as the input of this
+// state, and what is still down is what a person acts on first.
+func bounded(d Detail) Detail {
+	if len(d.StillDown) > 0 {
+		capped := make([]rotation.ResourceRef, len(d.StillDown))
+		for i, ref := range d.StillDown {
+			ref.Name = truncate(ref.Name, maxNameBytes)
+			ref.Reason = truncate(ref.Reason, maxReasonBytes)
+			capped[i] = ref
+		}
+		d.StillDown = capped
+	}
+	if b, err := json.Marshal(d); err == nil && len(b) > DetailBudget && d.Inventory != nil && d.Inventory.Ref == "" {
+		d.Inventory = countsOnly(d.Inventory)
+		d.InventoryOmitted = true
+		d.Message += fmt.Sprintf(" The inventory (%d resources) is too large to travel with the still-down list in this event: its counts are here, and the whole inventory is the input of this report's state in the execution history.", d.Inventory.Counts.Total())
+	}
+	return d
+}
+
+// countsOnly is an inventory without its lists.
+func countsOnly(inv *rotation.Inventory) *rotation.Inventory {
+	if inv == nil {
+		return nil
+	}
+	counts := inv.Counts
+	if counts.Total() == 0 && inv.Ref == "" {
+		counts = rotation.CountOf(*inv)
+	}
+	return &rotation.Inventory{WorkspaceID: inv.WorkspaceID, TakenAt: inv.TakenAt, Counts: counts, Ref: inv.Ref}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

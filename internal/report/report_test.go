@@ -47,6 +47,8 @@ func TestAFailureAfterTheStopCarriesTheWholeInventoryAndSaysWhatIsStillDown(t *t
 	assert.Equal(t, "verify-workspace", d.Phase)
 	require.Len(t, d.StillDown, 1)
 	assert.Contains(t, d.Message, "still down")
+	require.NotNil(t, out.Summary)
+	assert.True(t, out.Summary.Patched, "the summary says the PATCH was sent, so the key guard keeps the previous key for 24 h")
 }
 
 func TestAFailureWhoseRestartWasNeverConfirmedSaysSo(t *testing.T) {
@@ -57,6 +59,7 @@ func TestAFailureWhoseRestartWasNeverConfirmedSaysSo(t *testing.T) {
 	d := detail(t, out)
 	assert.True(t, d.StillDownUnknown)
 	assert.Equal(t, "wait-for-stop", d.Phase)
+	assert.False(t, out.Summary.Patched)
 }
 
 func TestAFailureBeforeAnyStopSaysTheWorkspaceIsUnchanged(t *testing.T) {

@@ -15,7 +15,9 @@
 // The rescue function receives the "Step Functions Execution Status Change" events of the rotation
 // state machine whose status is FAILED, TIMED_OUT or ABORTED (the rule on the default bus says so;
 // ParseEvent checks it again and ignores anything else). It confirms with DescribeExecution that the
-// execution is still closed (a redriven execution runs again and will report for itself), reads the
+// execution is still closed (a redriven execution runs again and will report for itself; it runs
+// without the locks released below, so its StopCompute and PatchWorkspace take the workspace's lock
+// again first, or refuse with WorkspaceBusy: wslock.Guard), reads the
 // whole execution history, and rebuilds each workspace's iteration from it:
 //
 //   - every state input and output of an iteration is the workspace's run (rotation.WorkspaceRun,

@@ -217,7 +217,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	r.stops = append(r.stops, r.AWS.Close)
 	r.AWS.CreateTable(LockTable, "workspace_id")
 	r.AWS.CreateBucket(InventoryBucket)
-	secretARN := fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:databricks-cmk-rotator/service-principal", r.Region, AWSAccount)
+	secretARN := r.secretARN()
 	secret, _ := json.Marshal(map[string]string{"client_id": ClientID, "client_secret": opts.ClientSecret})
 	r.AWS.PutSecret(secretARN, string(secret))
 	r.SFN = sfn.New(sfn.Options{Region: r.Region, BaseEndpoint: aws.String(r.AWS.URL()),

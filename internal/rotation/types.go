@@ -335,6 +335,9 @@ type Report struct {
 	Summary    *Summary `json:"summary,omitempty"`
 	// Cause is set by the "summary" kind: the text of the execution's failure cause.
 	Cause string `json:"cause,omitempty"`
+	// Plan is set by the "plan" kind: the detail without the inventory's lists, which is what a
+	// dry-run iteration outputs, so that the Map's result does not grow with every inventory.
+	Plan any `json:"plan,omitempty"`
 }
 
 // Summary is one workspace's outcome in a few hundred bytes.
@@ -346,6 +349,9 @@ type Summary struct {
 	StillDown        []string `json:"still_down,omitempty"`
 	StillDownCount   int      `json:"still_down_count"`
 	StillDownUnknown bool     `json:"still_down_unknown"`
+	// Patched says the workspace PATCH was sent: from then on the previous key may still be needed
+	// for 24 hours whatever the outcome (the key guard and the retirement reminder read it).
+	Patched bool `json:"patched"`
 }
 
 // Outcomes of one workspace iteration.
@@ -356,6 +362,9 @@ const (
 	OutcomeUnchanged          = "UNCHANGED"
 	OutcomeFailed             = "FAILED"
 	OutcomePlanned            = "PLANNED"
+	// OutcomeRescued: the execution ended without its own report (aborted, timed out, runtime
+	// error) after the workspace PATCH was sent; the rescue schedules the retirement reminder.
+	OutcomeRescued = "RESCUED_AFTER_PATCH"
 )
 
 // Event detail types published to EventBridge, all with Source EventSource.

@@ -184,6 +184,7 @@ var fixtureCases = []fixtureCase{
 	},
 	{fixture: "kms-schedulekeydeletion-cloudtrail.json", action: trigger.ActionIgnore, reason: "ScheduleKeyDeletion is handled by the key guard", keyARN: key1},
 	{fixture: "kms-disablekey-cloudtrail.json", action: trigger.ActionIgnore, reason: "DisableKey is handled by the key guard", keyARN: key1},
+	{fixture: "kms-putkeypolicy-cloudtrail.json", action: trigger.ActionIgnore, reason: "PutKeyPolicy"},
 	{fixture: "kms-cmk-deletion.json", action: trigger.ActionIgnore, reason: "KMS CMK Deletion is handled by the key guard", keyARN: key1},
 	{fixture: "kms-imported-key-material-expiration.json", action: trigger.ActionIgnore, reason: "KMS Imported Key Material Expiration is handled by the key guard", keyARN: key1},
 }

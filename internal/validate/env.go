@@ -2,11 +2,13 @@ package validate
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
+	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
 	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
@@ -16,7 +18,13 @@ const (
 	EnvQuietWindowSeconds      = "STORAGE_QUIET_WINDOW_SECONDS"
 	EnvMaxConcurrentWorkspaces = "MAX_CONCURRENT_WORKSPACES"
 	EnvAllowMissingCondition   = "ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION"
+	// EnvGovCloudShard overrides the GovCloud shard (civilian or dod) derived from DATABRICKS_HOST.
+	EnvGovCloudShard = "DATABRICKS_GOVCLOUD_SHARD"
 )
+
+// MaxQuietWindowSeconds matches the template's MaxValue for StorageQuietWindowSeconds: a longer
+// window could outlast the execution's timeout with compute down (statemachine/budget_test.go).
+const MaxQuietWindowSeconds = 3600
 
 // FromEnv builds the Validate task from the environment.
 func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task, error) {
@@ -33,6 +41,17 @@ func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task,
 	}
 	if err := s.Err(); err != nil {
 		return nil, err
+	}
+	if q := settings.QuietWindowSeconds; q < 0 || q > MaxQuietWindowSeconds {
+		return nil, fmt.Errorf("%s must be between 0 and %d seconds (a longer window could outlast the execution's timeout with compute down), got %d", EnvQuietWindowSeconds, MaxQuietWindowSeconds, q)
+	}
+	settings.GovCloudShard, _ = lookup(EnvGovCloudShard)
+	if settings.GovCloudShard == "" {
+		host, _ := lookup("DATABRICKS_HOST")
+		settings.GovCloudShard = keypolicy.ShardOfAccountHost(host)
+	}
+	if sh := settings.GovCloudShard; sh != "" && sh != keypolicy.ShardCivilian && sh != keypolicy.ShardDoD {
+		return nil, fmt.Errorf("%s must be %s or %s, got %q", EnvGovCloudShard, keypolicy.ShardCivilian, keypolicy.ShardDoD, sh)
 	}
 	// KMS answers only for keys of its own region: describe each key through a client of its region.
 	checker := kmscheck.Checker{ClientFor: func(region string) kmscheck.API {

@@ -32,6 +32,7 @@ type KeyChecker interface {
 type Account interface {
 	GetWorkspace(ctx context.Context, id int64) (*provisioning.Workspace, error)
 	ListKeyConfigs(ctx context.Context) ([]provisioning.CustomerManagedKey, error)
+	GetCredential(ctx context.Context, id string) (*provisioning.Credential, error)
 }
 
 // Settings are the deployment's choices that shape a plan.
@@ -40,8 +41,10 @@ type Settings struct {
 	// AllowMissingAccountCondition accepts a key policy that grants the Databricks principal without
 	// the aws:PrincipalTag/DatabricksAccountId condition (a confused-deputy risk; off by default).
 	AllowMissingAccountCondition bool
-	QuietWindowSeconds           int
-	MaxConcurrency               int
+	// GovCloudShard is keypolicy.ShardCivilian or keypolicy.ShardDoD for a GovCloud account.
+	GovCloudShard      string
+	QuietWindowSeconds int
+	MaxConcurrency     int
 }
 
 // Task validates an execution input and returns the plan.
@@ -87,11 +90,18 @@ func (t *Task) Validate(ctx context.Context, req rotation.Request) (rotation.Pla
 		workspaces = append(workspaces, ws)
 	}
 
+	volumeRoles, err := t.volumeRoles(ctx, req, workspaces)
+	if err != nil {
+		return rotation.Plan{}, err
+	}
 	key, err := t.Keys.Check(ctx, req.KeyARN, keypolicy.Requirement{
 		DatabricksAccountID:          t.Settings.DatabricksAccountID,
 		Partition:                    arn.Partition,
 		UseCases:                     req.UseCases,
 		AllowMissingAccountCondition: t.Settings.AllowMissingAccountCondition,
+		GovCloudShard:                t.Settings.GovCloudShard,
+		VolumeRoleARNs:               volumeRoles,
+		Region:                       arn.Region,
 	})
 	if err != nil {
 		return rotation.Plan{}, err
@@ -186,6 +196,39 @@ func checkRollback(req rotation.Request, keyARN string, workspaces []*provisioni
 	}
 	return "", taskerr.Errorf[taskerr.RollbackRefused](
 		"previous key configuration %s no longer exists in the account (deleted since execution %s?): nothing to roll back to", r.PreviousKeyConfigID, r.Execution)
+}
+
+// volumeRoles returns the cross-account roles that will encrypt cluster EBS volumes with the key:
+// those of workspaces that gain a storage key reused for cluster volumes. The storage key can never
+// be replaced afterwards, so a role the key policy forgets would break every later cluster launch
+// for good; reading them here lets the key check refuse before anything stops. A workspace with no
+// credential configuration has no classic data plane, hence no EBS volumes.
+func (t *Task) volumeRoles(ctx context.Context, req rotation.Request, workspaces []*provisioning.Workspace) ([]string, error) {
+	if !rotation.HasUseCase(req.UseCases, rotation.UseCaseStorage) || !req.ReuseKeyForVolumes() {
+		return nil, nil
+	}
+	var roles []string
+	for _, ws := range workspaces {
+		if ws.StorageCustomerManagedKeyId != "" || ws.CredentialsId == "" {
+			continue
+		}
+		cred, err := t.Account.GetCredential(ctx, ws.CredentialsId)
+		switch {
+		case errors.Is(err, apierr.ErrNotFound), errors.Is(err, apierr.ErrPermissionDenied):
+			return nil, taskerr.Errorf[taskerr.InvalidInput]("workspace %d (%s): credential configuration %s cannot be read (%v), so the cross-account role that must be allowed to use the key for EBS volumes is unknown",
+				ws.WorkspaceId, ws.WorkspaceName, ws.CredentialsId, err)
+		case err != nil:
+			return nil, fmt.Errorf("reading credential configuration %s of workspace %d: %w", ws.CredentialsId, ws.WorkspaceId, err)
+		}
+		if cred.AwsCredentials == nil || cred.AwsCredentials.StsRole == nil || cred.AwsCredentials.StsRole.RoleArn == "" {
+			return nil, taskerr.Errorf[taskerr.InvalidInput]("workspace %d (%s): credential configuration %s names no cross-account role (aws_credentials.sts_role.role_arn), so the EBS statement of the key policy cannot be checked",
+				ws.WorkspaceId, ws.WorkspaceName, ws.CredentialsId)
+		}
+		if role := cred.AwsCredentials.StsRole.RoleArn; !slices.Contains(roles, role) {
+			roles = append(roles, role)
+		}
+	}
+	return roles, nil
 }
 
 func (t *Task) workspace(ctx context.Context, id string) (*provisioning.Workspace, error) {

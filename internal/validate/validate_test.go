@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
@@ -20,14 +21,17 @@ import (
 )
 
 const (
-	newKeyARN = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-	oldKeyARN = "arn:aws:kms:us-west-2:111122223333:key/0000aaaa-12ab-34cd-56ef-1234567890ab"
+	crossAccountRole = "arn:aws:iam::111122223333:role/databricks-cross-account"
+	newKeyARN        = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+	oldKeyARN        = "arn:aws:kms:us-west-2:111122223333:key/0000aaaa-12ab-34cd-56ef-1234567890ab"
 )
 
 // keyChecker answers like kmscheck.Checker for one key; kmscheck's own tests run against local-kms.
 type keyChecker struct {
-	err   error
-	calls []keypolicy.Requirement
+	err error
+	// policy, when set, is checked with the real keypolicy.Check, as kmscheck does.
+	policy string
+	calls  []keypolicy.Requirement
 }
 
 func (k *keyChecker) Check(_ context.Context, arn string, req keypolicy.Requirement) (kmscheck.Key, error) {
@@ -36,7 +40,12 @@ func (k *keyChecker) Check(_ context.Context, arn string, req keypolicy.Requirem
 	if err != nil {
 		return kmscheck.Key{}, err
 	}
-	return kmscheck.Key{ARN: arn, Region: parsed.Region, Partition: parsed.Partition, State: "Enabled"}, k.err
+	key := kmscheck.Key{ARN: arn, Region: parsed.Region, Partition: parsed.Partition, State: "Enabled"}
+	if k.policy != "" {
+		req.KeyARN = arn
+		return key, keypolicy.Check(k.policy, req)
+	}
+	return key, k.err
 }
 
 type fixture struct {
@@ -55,6 +64,9 @@ func newFixture(t *testing.T) *fixture {
 	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 12, WorkspaceName: "encrypted", DeploymentName: "encrypted", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING",
 		ManagedServicesCustomerManagedKeyId: f.old, StorageCustomerManagedKeyId: f.old})
 	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 13, WorkspaceName: "europe", DeploymentName: "europe", AwsRegion: "eu-west-1", WorkspaceStatus: "RUNNING"})
+	cred := f.fake.AddCredential(provisioning.Credential{CredentialsName: "prod", AwsCredentials: &provisioning.AwsCredentials{StsRole: &provisioning.StsRole{RoleArn: crossAccountRole}}})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 15, WorkspaceName: "classic", DeploymentName: "classic", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING", CredentialsId: cred})
+	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 16, WorkspaceName: "lost-credential", DeploymentName: "lost", AwsRegion: "us-west-2", WorkspaceStatus: "RUNNING", CredentialsId: "deleted-credential"})
 	f.fake.AddWorkspace(provisioning.Workspace{WorkspaceId: 14, WorkspaceName: "new", DeploymentName: "new", AwsRegion: "us-west-2", WorkspaceStatus: "PROVISIONING"})
 	account, err := faketest.Factory(f.fake).Account()
 	require.NoError(t, err)
@@ -80,7 +92,7 @@ func TestAValidManagedServicesRotationPlansEveryWorkspace(t *testing.T) {
 	assert.Equal(t, oldKeyARN, plan.Workspaces[1].PreviousManagedKeyARN)
 	assert.False(t, plan.Workspaces[1].AddsStorageKey)
 	require.Len(t, f.keys.calls, 1)
-	assert.Equal(t, keypolicy.Requirement{DatabricksAccountID: faketest.AccountID, Partition: "aws", UseCases: []string{"MANAGED_SERVICES"}}, f.keys.calls[0])
+	assert.Equal(t, keypolicy.Requirement{DatabricksAccountID: faketest.AccountID, Partition: "aws", UseCases: []string{"MANAGED_SERVICES"}, Region: "us-west-2"}, f.keys.calls[0])
 }
 
 func TestRefusalsNameWhatIsWrongAndComeBeforeTheKeyIsUsed(t *testing.T) {
@@ -206,4 +218,73 @@ func TestARollbackThatNoLongerAppliesIsRefusedBeforeAnythingChanges(t *testing.T
 			}
 		})
 	}
+}
+
+// storagePolicy is the vendor's storage policy; withEBS adds the EBS statement for the workspace's
+// cross-account role.
+func storagePolicy(withEBS bool) string {
+	st := []string{
+		`{"Sid":"Enable IAM User Permissions","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}`,
+		`{"Sid":"Allow Databricks to use KMS key for DBFS","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::414351767826:root"},"Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/DatabricksAccountId":["` + faketest.AccountID + `"]}}}`,
+	}
+	if withEBS {
+		st = append(st, `{"Sid":"Allow Databricks to use KMS key for EBS","Effect":"Allow","Principal":{"AWS":"`+crossAccountRole+`"},"Action":["kms:Decrypt","kms:GenerateDataKey*","kms:CreateGrant","kms:DescribeKey"],"Resource":"*","Condition":{"ForAnyValue:StringLike":{"kms:ViaService":"ec2.*.amazonaws.com"}}}`)
+	}
+	return `{"Version":"2012-10-17","Statement":[` + strings.Join(st, ",") + `]}`
+}
+
+func TestAStorageKeyReusedForClusterVolumesNeedsTheEBSStatementForTheWorkspacesCrossAccountRole(t *testing.T) {
+	t.Run("without the EBS statement it is refused naming the role and the statement, and only GETs were sent", func(t *testing.T) {
+		f := newFixture(t)
+		f.keys.policy = storagePolicy(false)
+		_, err := f.validate(t, `{"workspace_ids": ["15"], "key_arn": "`+newKeyARN+`", "use_cases": ["STORAGE"]}`)
+		require.Error(t, err)
+		assert.Equal(t, "KeyPolicyRejected", taskerr.Name(taskerr.AtBoundary(err)), err.Error())
+		assert.Contains(t, err.Error(), "lacks the EBS statement")
+		assert.Contains(t, err.Error(), crossAccountRole)
+		assert.Contains(t, err.Error(), "kms:CreateGrant")
+		for _, r := range f.fake.Requests() {
+			assert.Equal(t, "GET", r.Method, "validation changed something: %s %s", r.Method, r.Path)
+		}
+	})
+	t.Run("with the EBS statement it is planned", func(t *testing.T) {
+		f := newFixture(t)
+		f.keys.policy = storagePolicy(true)
+		plan, err := f.validate(t, `{"workspace_ids": ["15"], "key_arn": "`+newKeyARN+`", "use_cases": ["STORAGE"]}`)
+		require.NoError(t, err)
+		assert.True(t, plan.Workspaces[0].AddsStorageKey)
+		assert.Equal(t, []string{crossAccountRole}, f.keys.calls[0].VolumeRoleARNs)
+	})
+	t.Run("with reuse_key_for_cluster_volumes false the role needs nothing", func(t *testing.T) {
+		f := newFixture(t)
+		f.keys.policy = storagePolicy(false)
+		_, err := f.validate(t, `{"workspace_ids": ["15"], "key_arn": "`+newKeyARN+`", "use_cases": ["STORAGE"], "reuse_key_for_cluster_volumes": false}`)
+		require.NoError(t, err)
+		assert.Empty(t, f.keys.calls[0].VolumeRoleARNs)
+	})
+	t.Run("MANAGED_SERVICES alone reads no credential configuration", func(t *testing.T) {
+		f := newFixture(t)
+		_, err := f.validate(t, `{"workspace_ids": ["15"], "key_arn": "`+newKeyARN+`"}`)
+		require.NoError(t, err)
+		for _, r := range f.fake.Requests() {
+			assert.NotContains(t, r.Path, "/credentials/")
+		}
+	})
+	t.Run("a credential configuration that cannot be read is invalid input naming it", func(t *testing.T) {
+		f := newFixture(t)
+		f.keys.policy = storagePolicy(true)
+		_, err := f.validate(t, `{"workspace_ids": ["16"], "key_arn": "`+newKeyARN+`", "use_cases": ["STORAGE"]}`)
+		require.Error(t, err)
+		assert.Equal(t, "InvalidInput", taskerr.Name(taskerr.AtBoundary(err)), err.Error())
+		assert.Contains(t, err.Error(), "deleted-credential")
+		assert.Empty(t, f.keys.calls, "the key is not checked before the role is known")
+	})
+}
+
+func TestTheGovCloudShardReachesTheKeyCheck(t *testing.T) {
+	f := newFixture(t)
+	f.task.Settings.GovCloudShard = keypolicy.ShardDoD
+	_, err := f.validate(t, `{"workspace_ids": ["11"], "key_arn": "`+newKeyARN+`"}`)
+	require.NoError(t, err)
+	assert.Equal(t, keypolicy.ShardDoD, f.keys.calls[0].GovCloudShard)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 	"github.com/acme/databricks-cmk-rotator/internal/wslock"
 )
@@ -141,4 +142,62 @@ func TestAnInvalidInputIsRefusedBeforeAnyLockIsTaken(t *testing.T) {
 	var invalid *taskerr.InvalidInput
 	require.True(t, errors.As(err, &invalid), "got %v", err)
 	assert.Empty(t, f.aws.Items(table))
+}
+
+// Issue 9, item 5: a redriven execution resumes at the state that failed, after the rescue released
+// its locks. The steps that change a workspace take the lock again, or refuse when another
+// execution holds it now, without touching the workspace.
+func TestARedrivenExecutionTakesItsLockAgainOrRefusesToAct(t *testing.T) {
+	ctx := context.Background()
+	stop := func(calls *int) func(context.Context, rotation.WorkspaceRun) (string, error) {
+		return func(context.Context, rotation.WorkspaceRun) (string, error) { *calls++; return "stopped", nil }
+	}
+	run := rotation.WorkspaceRun{Workspace: rotation.WorkspaceTarget{WorkspaceID: "11"}, Execution: "exec-a"}
+
+	t.Run("released by the rescue and free: taken again, and the step runs", func(t *testing.T) {
+		f := newFixture(t)
+		lock, err := f.locks.Acquire(ctx, input("exec-a", "11"))
+		require.NoError(t, err)
+		_, err = f.locks.Release(ctx, wslock.ReleaseInput{Lock: &lock})
+		require.NoError(t, err)
+		require.Empty(t, f.aws.Items(table), "the rescue released the lock")
+
+		var calls int
+		out, err := wslock.Guard(f.locks, stop(&calls))(ctx, run)
+		require.NoError(t, err)
+		assert.Equal(t, "stopped", out)
+		assert.Equal(t, 1, calls)
+		items := f.aws.Items(table)
+		require.Len(t, items, 1)
+		assert.Contains(t, fmt.Sprint(items[0]), "exec-a", "the lock is the redriven execution's again")
+
+		_, err = f.locks.Acquire(ctx, input("exec-b", "11"))
+		var busy *taskerr.WorkspaceBusy
+		assert.True(t, errors.As(err, &busy), "a new rotation is refused while the redriven one runs: %v", err)
+	})
+	t.Run("taken by another rotation meanwhile: WorkspaceBusy, and the step does not run", func(t *testing.T) {
+		f := newFixture(t)
+		lock, err := f.locks.Acquire(ctx, input("exec-a", "11"))
+		require.NoError(t, err)
+		_, err = f.locks.Release(ctx, wslock.ReleaseInput{Lock: &lock})
+		require.NoError(t, err)
+		_, err = f.locks.Acquire(ctx, input("exec-b", "11"))
+		require.NoError(t, err)
+
+		var calls int
+		_, err = wslock.Guard(f.locks, stop(&calls))(ctx, run)
+		var busy *taskerr.WorkspaceBusy
+		require.True(t, errors.As(err, &busy), "got %v", err)
+		assert.Contains(t, busy.Reason, "execution exec-b")
+		assert.Zero(t, calls, "nothing was stopped")
+	})
+	t.Run("still held by the execution itself: the step runs", func(t *testing.T) {
+		f := newFixture(t)
+		_, err := f.locks.Acquire(ctx, input("exec-a", "11"))
+		require.NoError(t, err)
+		var calls int
+		_, err = wslock.Guard(f.locks, stop(&calls))(ctx, run)
+		require.NoError(t, err)
+		assert.Equal(t, 1, calls)
+	})
 }
