@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/acme/databricks-cmk-rotator/internal/compute"
+	"github.com/acme/databricks-cmk-rotator/internal/policy"
 	"github.com/acme/databricks-cmk-rotator/internal/wslock"
 	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
 )
@@ -22,11 +23,12 @@ import (
 const nonBudgetedSteps = 20 * time.Minute
 
 // TestTheExecutionTimeoutHoldsTheWorstCaseOfOneWorkspaceAndTheLockLeaseOutlastsIt derives the
-// rotation state machine's TimeoutSeconds from the budgets it must hold: a workspace that uses every
-// budget to the end (stop, storage update, the largest quiet window the template accepts, restart,
-// then compensation) must still end inside the execution, or the execution times out with compute
-// down and only the rescue to say so. And the workspace lock's lease must outlast the execution, or
-// a second rotation could start on a workspace the first still has down.
+// rotation state machine's TimeoutSeconds from the budgets it must hold: the longest approval and
+// maintenance-window waits (before any lock), then a workspace that uses every budget to the end
+// (stop, storage update and its PROVISIONING grace, the largest quiet window the template accepts,
+// restart, then compensation) must still end inside the execution, or the execution times out with
+// compute down and only the rescue to say so. And the workspace lock's lease must outlast the part
+// that holds the lock, or a second rotation could start on a workspace the first still has down.
 func TestTheExecutionTimeoutHoldsTheWorstCaseOfOneWorkspaceAndTheLockLeaseOutlastsIt(t *testing.T) {
 	raw, err := os.ReadFile("rotation.asl.json")
 	require.NoError(t, err)
@@ -45,15 +47,22 @@ func TestTheExecutionTimeoutHoldsTheWorstCaseOfOneWorkspaceAndTheLockLeaseOutlas
 	require.NoError(t, err)
 	assert.LessOrEqual(t, def8, maxQuiet)
 
+	// After the lock: a workspace that uses every budget to the end.
 	worst := compute.DefaultSettings.StopBudget +
 		wsupdate.DefaultSettings.StorageBudget + // the longer of the two update budgets
+		wsupdate.DefaultSettings.ProvisioningGrace + // an update still PROVISIONING past its budget is waited for
 		time.Duration(maxQuiet)*time.Second +
 		compute.DefaultSettings.StartBudget + // restart
 		compute.DefaultSettings.StartBudget + // compensation, when the restart check failed
 		nonBudgetedSteps
 	require.GreaterOrEqual(t, wsupdate.DefaultSettings.StorageBudget, wsupdate.DefaultSettings.ManagedServicesBudget)
-	t.Logf("worst case of one workspace %s, execution timeout %s, lock lease %s", worst, timeout, wslock.DefaultLease)
-	assert.LessOrEqual(t, worst, timeout,
-		"one workspace can need %s but the execution times out after %s: lower StorageQuietWindowSeconds' MaxValue or raise TimeoutSeconds (and the lock lease)", worst, timeout)
-	assert.Greater(t, wslock.DefaultLease, timeout, "the lock lease must outlast the execution")
+	// Before the lock: change control (an approval, then a maintenance window), nothing locked or stopped.
+	beforeLock := policy.MaxApprovalTimeout + policy.MaxWindowWait
+	t.Logf("worst case of one workspace %s after its lock, %s of waits before it, execution timeout %s, lock lease %s",
+		worst, beforeLock, timeout, wslock.DefaultLease)
+	assert.LessOrEqual(t, beforeLock+worst, timeout,
+		"one workspace can need %s after %s of change-control waits, but the execution times out after %s: lower a budget or raise TimeoutSeconds (and the lock lease)",
+		worst, beforeLock, timeout)
+	assert.Less(t, timeout, beforeLock+worst+time.Hour, "TimeoutSeconds is derived from the budgets, with under an hour of slack")
+	assert.Greater(t, wslock.DefaultLease, worst, "the lock lease must outlast the part of the execution that holds the lock")
 }

@@ -37,13 +37,24 @@ var _ PutEventsAPI = (*eventbridge.Client)(nil)
 
 // Input is the AwaitApproval state's Payload.
 type Input struct {
-	TaskToken    string                  `json:"task_token"`
-	Execution    string                  `json:"execution"`
-	ExecutionARN string                  `json:"execution_arn"`
-	Request      json.RawMessage         `json:"request"`
-	Policy       policy.TaskOutput       `json:"policy"`
-	Plan         rotation.Plan           `json:"plan"`
-	Inventories  []rotation.WorkspaceRun `json:"inventories"`
+	TaskToken    string             `json:"task_token"`
+	Execution    string             `json:"execution"`
+	ExecutionARN string             `json:"execution_arn"`
+	Request      json.RawMessage    `json:"request"`
+	Policy       policy.TaskOutput  `json:"policy"`
+	Plan         rotation.Plan      `json:"plan"`
+	Inventories  []PlannedWorkspace `json:"inventories"`
+}
+
+// PlannedWorkspace is one iteration's result of the approval inventory Map: like every workspace
+// iteration it ends in a Pass state with workspace_id and an outcome (the rescue reads those), and it
+// carries the read-only inventory.
+type PlannedWorkspace struct {
+	WorkspaceID string              `json:"workspace_id"`
+	Outcome     string              `json:"outcome"`
+	Inventory   *rotation.Inventory `json:"inventory,omitempty"`
+	// Error is set (outcome PLAN_FAILED) when the workspace's compute could not be read.
+	Error *rotation.StepError `json:"error,omitempty"`
 }
 
 // Detail is the Rotation Awaiting Approval event: what the rotation will do, so that an approver
@@ -73,6 +84,9 @@ type WorkspacePlan struct {
 	AlreadyOnKey   bool            `json:"already_on_key"`
 	AddsStorageKey bool            `json:"adds_storage_key"`
 	WillStop       rotation.Counts `json:"will_stop"`
+	// PlanError says why will_stop is unknown: the workspace's compute could not be read. The
+	// rotation reads it again after the lock, so an approval still stops what runs then.
+	PlanError string `json:"plan_error,omitempty"`
 }
 
 // Task is the RequestApproval Lambda.
@@ -96,18 +110,23 @@ func (t Task) Handle(ctx context.Context, in Input) (struct{}, error) {
 		MaxDowntimeSeconds: in.Policy.BudgetSeconds, Window: in.Policy.Window,
 		Approve: "cmkrotate approve " + in.Execution, Reject: "cmkrotate reject " + in.Execution + " --reason '...'"}
 	stops := map[string]rotation.Counts{}
+	planErrors := map[string]string{}
 	for _, run := range in.Inventories {
+		if run.Error != nil {
+			planErrors[run.WorkspaceID] = run.Error.Error + ": " + run.Error.Cause
+		}
 		if run.Inventory != nil {
 			c := run.Inventory.Counts
 			if c.Total() == 0 && run.Inventory.Ref == "" {
 				c = rotation.CountOf(*run.Inventory)
 			}
-			stops[run.Workspace.WorkspaceID] = c
+			stops[run.WorkspaceID] = c
 		}
 	}
 	for _, w := range in.Plan.Workspaces {
 		d.Workspaces = append(d.Workspaces, WorkspacePlan{WorkspaceID: w.WorkspaceID, WorkspaceName: w.WorkspaceName,
-			AlreadyOnKey: w.AlreadyOnKey, AddsStorageKey: w.AddsStorageKey, WillStop: stops[w.WorkspaceID]})
+			AlreadyOnKey: w.AlreadyOnKey, AddsStorageKey: w.AddsStorageKey, WillStop: stops[w.WorkspaceID],
+			PlanError: planErrors[w.WorkspaceID]})
 	}
 	d.Message = fmt.Sprintf("Rotation of %d workspace(s) onto %s waits for an approval until %s (rules %v): up to %s of compute downtime per workspace. Nothing is locked or stopped until then; no answer rejects it.",
 		len(d.Workspaces), d.KeyARN, d.Until, d.Rules, time.Duration(d.MaxDowntimeSeconds)*time.Second)

@@ -31,9 +31,11 @@ func TestTheApprovalRequestPublishesThePlanButNotTheToken(t *testing.T) {
 	task := approval.Task{Events: ev, EventBusName: "bus", Now: func() time.Time { return now }}
 	in := approval.Input{TaskToken: "SECRET-TOKEN-123", Execution: "rotate-x", ExecutionARN: "arn:aws:states:us-west-2:111122223333:execution:m:rotate-x",
 		Policy: policy.TaskOutput{Decision: policy.Decision{Rules: []string{"prod"}, Mode: "approval", ApprovalRequired: true, ApprovalTimeoutSeconds: 3600}, BudgetSeconds: 4500},
-		Plan:   rotation.Plan{KeyARN: "arn:aws:kms:us-west-2:111122223333:key/k", UseCases: []string{"MANAGED_SERVICES"}, Workspaces: []rotation.WorkspaceTarget{{WorkspaceID: "1", WorkspaceName: "one"}}},
-		Inventories: []rotation.WorkspaceRun{{Workspace: rotation.WorkspaceTarget{WorkspaceID: "1"},
-			Inventory: &rotation.Inventory{Clusters: []rotation.ClusterRef{{ID: "a"}, {ID: "b"}}}}}}
+		Plan: rotation.Plan{KeyARN: "arn:aws:kms:us-west-2:111122223333:key/k", UseCases: []string{"MANAGED_SERVICES"},
+			Workspaces: []rotation.WorkspaceTarget{{WorkspaceID: "1", WorkspaceName: "one"}, {WorkspaceID: "2", WorkspaceName: "two"}}},
+		Inventories: []approval.PlannedWorkspace{{WorkspaceID: "1", Outcome: rotation.OutcomePlanned,
+			Inventory: &rotation.Inventory{Clusters: []rotation.ClusterRef{{ID: "a"}, {ID: "b"}}}},
+			{WorkspaceID: "2", Outcome: "PLAN_FAILED", Error: &rotation.StepError{Error: "DatabricksUnavailable", Cause: "503 from clusters/list"}}}}
 	_, err := task.Handle(context.Background(), in)
 	require.NoError(t, err)
 	require.Len(t, ev.in, 1)
@@ -46,6 +48,8 @@ func TestTheApprovalRequestPublishesThePlanButNotTheToken(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(detail), &d))
 	assert.Equal(t, "2026-12-02T13:00:00Z", d.Until)
 	assert.Equal(t, 2, d.Workspaces[0].WillStop.Clusters)
+	assert.Empty(t, d.Workspaces[0].PlanError)
+	assert.Equal(t, "DatabricksUnavailable: 503 from clusters/list", d.Workspaces[1].PlanError, "a plan that could not be read is named, not shown as stopping nothing")
 	assert.Equal(t, "cmkrotate approve rotate-x", d.Approve)
 
 	_, err = task.Handle(context.Background(), approval.Input{Execution: "rotate-x"})

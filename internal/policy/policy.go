@@ -40,9 +40,13 @@ const (
 // DefaultApprovalTimeout applies when a rule in approval mode does not say.
 const DefaultApprovalTimeout = 24 * time.Hour
 
-// MaxApprovalTimeout bounds an approval wait: the state machine's TimeoutSeconds (15 days + 4 h)
-// holds this, a window wait of up to 8 days and the rotation's own 4 hours.
+// MaxApprovalTimeout bounds an approval wait: the state machine's TimeoutSeconds holds this, a
+// window wait of up to MaxWindowWait and the rotation's own budgets (statemachine/budget_test.go).
 const MaxApprovalTimeout = 7 * 24 * time.Hour
+
+// MaxWindowWait bounds a wait for a maintenance window: Window.Next looks eight days ahead, so the
+// opening it returns is less than nine days away.
+const MaxWindowWait = 9 * 24 * time.Hour
 
 // Document is the file as written.
 type Document struct {

@@ -102,6 +102,10 @@ func (h *history) event(ev *types.HistoryEvent) {
 		name, input := deref(ev.StateEnteredEventDetails.Name), deref(ev.StateEnteredEventDetails.Input)
 		if id := parseDoc(input).runWorkspace(); id != "" {
 			it := h.iteration(id)
+			// A workspace goes through two Maps when the rotation needed an approval: the read-only
+			// plan (ending PLANNED) and then the rotation. A state entered with its run means an
+			// iteration under way, whatever an earlier Map's iteration ended with.
+			it.outcome = ""
 			it.run, it.lastState = input, name
 			it.entered[name] = true
 		}
