@@ -514,3 +514,28 @@ func TestARefusedEventKeepsTheLocksUntilARetryPublishesIt(t *testing.T) {
 	assert.Len(t, r.published(), 2)
 	assert.Equal(t, map[string]string{wsOther: otherExecution}, r.lockedWorkspaces())
 }
+
+// A rotation in approval mode takes each workspace through two Maps: the read-only plan, whose
+// iteration ends PLANNED, and then the rotation. An abort after the rotation's stop must still read
+// as compute down, not as the plan's finished iteration.
+func TestAnAbortAfterAnApprovedPlanStillReportsTheStoppedWorkspace(t *testing.T) {
+	r := newRig(t)
+	input := fixtureInput(t)
+	r.lock(executionName, wsAnalytics)
+	history, _ := rotationStart(input, analytics)
+	plan := newIter("InventoryForApproval", 0, analytics, true)
+	plan.then("ApprovalInventory", "inventory", inventoryOf(wsAnalytics, 4))
+	plan.ended("ApprovalPlanned", rotation.OutcomePlanned, nil)
+	history = append(history, plan.steps...)
+	a := rotating(0, analytics).inventory(inventoryOf(wsAnalytics, 4)).stopped()
+	history = append(history, a.steps...)
+	exec := r.execute(input, play{history: history, untilStopped: true}, "", "")
+	require.Equal(t, awsfake.StatusAborted, exec.Status)
+
+	require.NoError(t, r.h.Handle(context.Background(), fixture(t, "rotation-execution-aborted.json")))
+
+	got := byWorkspace(r.published())
+	require.Contains(t, got, wsAnalytics, "the rotation's iteration was under way, whatever the plan's ended with")
+	assert.Equal(t, rescue.RescueComputeDown, got[wsAnalytics].Rescue)
+	assert.True(t, got[wsAnalytics].StillDownUnknown)
+}
