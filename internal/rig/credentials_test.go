@@ -18,7 +18,7 @@ const rotatedSecret = "dose-ROTATED-1a2b3c4d5e6f-never-log-me"
 func TestAnOAuthSecretRotatedMidRotationIsReReadAndTheRotationCompletes(t *testing.T) {
 	s := start(t, func(o *rig.Options) {
 		o.Instances = 1 // one environment per function, so the next CheckStopped runs warm
-		slowTime(o) // a Databricks minute of 500 ms: clusters take seconds to terminate, so a second check comes
+		slowTime(o)     // a Databricks minute of 500 ms: clusters take seconds to terminate, so a second check comes
 	})
 	arn := s.rotateAnalytics()
 	s.waitForState(arn, "WaitForStopAgain") // CheckStopped ran once, warm, and compute is going down
