@@ -40,7 +40,7 @@ func main() {
 	h := &keyguard.Handler{
 		Config:     cfg,
 		KMS:        kms.NewFromConfig(awsCfg),
-		Account:    keyguard.DatabricksAccount{Account: account},
+		Account:    account,
 		Executions: sfn.NewFromConfig(awsCfg),
 		Events:     eventbridge.NewFromConfig(awsCfg),
 		Log:        log,

@@ -300,6 +300,18 @@ func (a *Account) ListKeyConfigs(ctx context.Context) ([]provisioning.CustomerMa
 	return a.EncryptionKeys.List(ctx)
 }
 
+// ListWorkspaces lists every workspace of the account (one page: the API does not paginate).
+func (a *Account) ListWorkspaces(ctx context.Context) ([]provisioning.Workspace, error) {
+	return a.Workspaces.List(ctx)
+}
+
+// DeleteKeyConfig deletes a key configuration. Databricks refuses to delete one a running workspace
+// uses, but the caller must not rely on that: it checks first.
+func (a *Account) DeleteKeyConfig(ctx context.Context, id string) error {
+	_, err := a.EncryptionKeys.DeleteByCustomerManagedKeyId(ctx, id)
+	return err
+}
+
 // CreateKeyConfig registers a key configuration.
 func (a *Account) CreateKeyConfig(ctx context.Context, req provisioning.CreateCustomerManagedKeyRequest) (*provisioning.CustomerManagedKey, error) {
 	return a.EncryptionKeys.Create(ctx, req)

@@ -351,7 +351,7 @@ func (noLoader) Configure(*config.Config) error { return nil }
 
 func TestDatabricksUnavailableIsReturnedSoTheEventIsRetried(t *testing.T) {
 	r := newRig(t, true)
-	r.h.Account = keyguard.DatabricksAccount{Account: accountWithRetryBudget(t, r.db, 1)}
+	r.h.Account = accountWithRetryBudget(t, r.db, 1)
 	keyID, keyARN := r.createKey("analytics managed services")
 	r.workspace(wsAnalytics, "analytics", r.keyConfig(keyARN, provisioning.KeyUseCaseManagedServices), "")
 	r.scheduleDeletion(keyARN)

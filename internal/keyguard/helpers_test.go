@@ -209,7 +209,7 @@ func newRig(t *testing.T, undo bool) *rig {
 	r.h = &keyguard.Handler{
 		Config:     testConfig(t, undo),
 		KMS:        r.guard,
-		Account:    keyguard.DatabricksAccount{Account: account},
+		Account:    account,
 		Executions: sfnClient,
 		Events:     ebClient,
 		Log:        slog.New(slog.NewJSONHandler(r.logs, nil)),

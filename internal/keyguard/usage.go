@@ -25,20 +25,7 @@ type AccountAPI interface {
 	ListWorkspaces(ctx context.Context) ([]provisioning.Workspace, error)
 }
 
-// DatabricksAccount adapts *dbclient.Account, which has no workspace listing of its own, to AccountAPI.
-type DatabricksAccount struct{ Account *dbclient.Account }
-
-var _ AccountAPI = DatabricksAccount{}
-
-// ListKeyConfigs lists the account's key configurations.
-func (a DatabricksAccount) ListKeyConfigs(ctx context.Context) ([]provisioning.CustomerManagedKey, error) {
-	return a.Account.ListKeyConfigs(ctx)
-}
-
-// ListWorkspaces lists the account's workspaces (one page: the API does not paginate).
-func (a DatabricksAccount) ListWorkspaces(ctx context.Context) ([]provisioning.Workspace, error) {
-	return a.Account.Workspaces.List(ctx)
-}
+var _ AccountAPI = (*dbclient.Account)(nil)
 
 // ExecutionsAPI reads the retirement reminder executions.
 type ExecutionsAPI interface {
