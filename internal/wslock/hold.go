@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -28,21 +25,9 @@ func (l *Locks) Hold(ctx context.Context, workspaceID, execution string) error {
 		return taskerr.Errorf[taskerr.InvalidInput]("the workspace lock cannot be checked without the workspace id and the execution name (got %q, %q)", workspaceID, execution)
 	}
 	now := l.Clock.Now()
-	_, err := l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{
-		TableName: aws.String(l.Table),
-		Item: map[string]types.AttributeValue{
-			"workspace_id": &types.AttributeValueMemberS{Value: workspaceID},
-			"owner":        &types.AttributeValueMemberS{Value: execution},
-			"acquired_at":  &types.AttributeValueMemberS{Value: now.Format(time.RFC3339)},
-			"expires_at":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(l.Lease).Unix(), 10)},
-		},
-		ConditionExpression:      aws.String("attribute_not_exists(workspace_id) OR expires_at < :now OR #owner = :owner"),
-		ExpressionAttributeNames: map[string]string{"#owner": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":now":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
-			":owner": &types.AttributeValueMemberS{Value: execution},
-		},
-	}}}})
+	_, err := l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		TransactItems: []types.TransactWriteItem{l.claim(workspaceID, execution, now, now.Add(l.Lease))},
+	})
 	var canceled *types.TransactionCanceledException
 	switch {
 	case errors.As(err, &canceled):

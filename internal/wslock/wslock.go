@@ -82,21 +82,7 @@ func (l *Locks) Acquire(ctx context.Context, in AcquireInput) (Lock, error) {
 	lock := Lock{Owner: in.Execution, WorkspaceIDs: ids, ExpiresAt: now.Add(l.Lease)}
 	var items []types.TransactWriteItem
 	for _, id := range ids {
-		items = append(items, types.TransactWriteItem{Put: &types.Put{
-			TableName: aws.String(l.Table),
-			Item: map[string]types.AttributeValue{
-				"workspace_id": &types.AttributeValueMemberS{Value: id},
-				"owner":        &types.AttributeValueMemberS{Value: in.Execution},
-				"acquired_at":  &types.AttributeValueMemberS{Value: now.Format(time.RFC3339)},
-				"expires_at":   &types.AttributeValueMemberN{Value: strconv.FormatInt(lock.ExpiresAt.Unix(), 10)},
-			},
-			ConditionExpression:      aws.String("attribute_not_exists(workspace_id) OR expires_at < :now OR #owner = :owner"),
-			ExpressionAttributeNames: map[string]string{"#owner": "owner"},
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":now":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
-				":owner": &types.AttributeValueMemberS{Value: in.Execution},
-			},
-		}})
+		items = append(items, l.claim(id, in.Execution, now, lock.ExpiresAt))
 	}
 	_, err = l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
 	var canceled *types.TransactionCanceledException
@@ -107,6 +93,26 @@ func (l *Locks) Acquire(ctx context.Context, in AcquireInput) (Lock, error) {
 		return Lock{}, fmt.Errorf("acquiring the rotation locks of workspaces %s: %w", strings.Join(ids, ", "), err)
 	}
 	return lock, nil
+}
+
+// claim is the conditional write that takes or keeps one workspace's lock for owner: it succeeds
+// only when the lock is absent, expired, or already owner's, so two executions cannot both hold it.
+func (l *Locks) claim(workspaceID, owner string, now, expires time.Time) types.TransactWriteItem {
+	return types.TransactWriteItem{Put: &types.Put{
+		TableName: aws.String(l.Table),
+		Item: map[string]types.AttributeValue{
+			"workspace_id": &types.AttributeValueMemberS{Value: workspaceID},
+			"owner":        &types.AttributeValueMemberS{Value: owner},
+			"acquired_at":  &types.AttributeValueMemberS{Value: now.Format(time.RFC3339)},
+			"expires_at":   &types.AttributeValueMemberN{Value: strconv.FormatInt(expires.Unix(), 10)},
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(workspace_id) OR expires_at < :now OR #owner = :owner"),
+		ExpressionAttributeNames: map[string]string{"#owner": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":now":   &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Unix(), 10)},
+			":owner": &types.AttributeValueMemberS{Value: owner},
+		},
+	}}
 }
 
 // busy names each workspace whose lock is held, and by which execution since when.
