@@ -49,14 +49,7 @@ func (s *Server) sendTaskSuccess(body []byte) (any, *apiError) {
 	if !json.Valid([]byte(in.Output)) {
 		return nil, errBadRequest("InvalidOutput", "Invalid Output: 'output is not valid JSON'")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, aerr := s.tokenFor(in.TaskToken)
-	if aerr != nil {
-		return nil, aerr
-	}
-	t.answered, t.output = true, in.Output
-	return map[string]any{}, nil
+	return s.answerToken(in.TaskToken, func(t *taskToken) { t.answered, t.output = true, in.Output })
 }
 
 func (s *Server) sendTaskFailure(body []byte) (any, *apiError) {
@@ -71,14 +64,7 @@ func (s *Server) sendTaskFailure(body []byte) (any, *apiError) {
 	if len(in.Error) > 256 || len(in.Cause) > 32768 {
 		return nil, errBadRequest("ValidationException", "error is at most 256 and cause at most 32768 characters")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, aerr := s.tokenFor(in.TaskToken)
-	if aerr != nil {
-		return nil, aerr
-	}
-	t.answered, t.failed, t.errName, t.cause = true, true, in.Error, in.Cause
-	return map[string]any{}, nil
+	return s.answerToken(in.TaskToken, func(t *taskToken) { t.answered, t.failed, t.errName, t.cause = true, true, in.Error, in.Cause })
 }
 
 func (s *Server) sendTaskHeartbeat(body []byte) (any, *apiError) {
@@ -88,10 +74,20 @@ func (s *Server) sendTaskHeartbeat(body []byte) (any, *apiError) {
 	if err := decode(body, &in); err != nil {
 		return nil, err
 	}
+	return s.answerToken(in.TaskToken, func(*taskToken) {})
+}
+
+// answerToken applies an answer (or a heartbeat) to a live token: SendTaskSuccess, SendTaskFailure
+// and SendTaskHeartbeat refuse the same tokens, as AWS does.
+func (s *Server) answerToken(token string, answer func(*taskToken)) (any, *apiError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, aerr := s.tokenFor(in.TaskToken)
-	return map[string]any{}, aerr
+	t, aerr := s.tokenFor(token)
+	if aerr != nil {
+		return nil, aerr
+	}
+	answer(t)
+	return map[string]any{}, nil
 }
 
 func (s *Server) registerTaskToken(body []byte) (any, *apiError) {
