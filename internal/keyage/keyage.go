@@ -26,6 +26,7 @@ import (
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
+	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 )
 
@@ -147,7 +148,7 @@ func (inv *Inventory) Build(ctx context.Context, now time.Time) (Report, error) 
 					row.Since, row.SinceSource = time.UnixMilli(c.CreationTime).UTC(), SinceConfigCreation
 				}
 			}
-			if a := aliases[keyID(row.KeyARN)]; a != "" {
+			if a := aliases[keyOf(row.KeyARN).KeyID]; a != "" {
 				row.Alias = a
 			}
 			if m, ok := moves[move{id, use.configID}]; ok {
@@ -245,7 +246,7 @@ func (inv *Inventory) aliases(ctx context.Context, configs []provisioning.Custom
 		if c.AwsKeyInfo == nil {
 			continue
 		}
-		if r := regionOf(c.AwsKeyInfo.KeyArn); r != "" && !slices.Contains(regions, r) {
+		if r := keyOf(c.AwsKeyInfo.KeyArn).Region; r != "" && !slices.Contains(regions, r) {
 			regions = append(regions, r)
 		}
 	}
@@ -272,18 +273,12 @@ func (inv *Inventory) aliases(ctx context.Context, configs []provisioning.Custom
 	return out, nil
 }
 
-func keyID(arn string) string {
-	_, id, ok := strings.Cut(arn, ":key/")
-	if !ok {
-		return ""
+// keyOf parses a key configuration's key ARN; a malformed one (the zero KeyARN) has no alias and
+// no region to look in.
+func keyOf(arn string) kmscheck.KeyARN {
+	k, err := kmscheck.ParseKeyARN(arn)
+	if err != nil {
+		return kmscheck.KeyARN{}
 	}
-	return id
-}
-
-func regionOf(arn string) string {
-	parts := strings.Split(arn, ":")
-	if len(parts) < 6 {
-		return ""
-	}
-	return parts[3]
+	return k
 }
