@@ -16,10 +16,6 @@ import (
 
 func main() {
 	logger := wire.Logger()
-	pol, err := policy.Load(os.LookupEnv)
-	if err != nil {
-		logger.Error("cannot start: rotation policy", "error", err)
-		os.Exit(1)
-	}
+	pol := wire.Configured(policy.Load(os.LookupEnv))
 	lambda.Start(lambdatask.Wrap(logger, "CheckPolicy", policy.Task{Policy: pol, Now: time.Now}.Handle))
 }

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -14,17 +13,7 @@ import (
 )
 
 func main() {
-	logger := wire.Logger()
-	ctx := context.Background()
-	awsCfg, err := wire.AWS(ctx)
-	if err != nil {
-		logger.Error("cannot start: AWS configuration", "error", err)
-		os.Exit(1)
-	}
-	check, err := keyage.CheckFromEnv(ctx, os.LookupEnv, awsCfg)
-	if err != nil {
-		logger.Error("cannot start: configuration", "error", err)
-		os.Exit(1)
-	}
+	ctx, logger, awsCfg := wire.Start()
+	check := wire.Configured(keyage.CheckFromEnv(ctx, os.LookupEnv, awsCfg))
 	lambda.Start(lambdatask.Wrap(logger, "KeyAgeCheck", check.Handle))
 }

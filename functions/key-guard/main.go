@@ -3,8 +3,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -18,25 +16,10 @@ import (
 )
 
 func main() {
-	log := wire.Logger()
-	ctx := context.Background()
-	cfg, cfgErr := keyguard.LoadConfig(os.LookupEnv)
-	// Honours AWS_ENDPOINT_URL_KMS, _SFN and _EVENTBRIDGE, which point the sandbox at local endpoints.
-	awsCfg, err := wire.AWS(ctx)
-	if err != nil {
-		log.Error("cannot start: AWS configuration", "error", err.Error())
-		os.Exit(1)
-	}
-	factory, dbErr := dbclient.FromEnv(ctx, os.LookupEnv, awsCfg)
-	if err := errors.Join(cfgErr, dbErr); err != nil {
-		log.Error("cannot start: configuration", "error", err.Error())
-		os.Exit(1)
-	}
-	account, err := factory.Account()
-	if err != nil {
-		log.Error("cannot start: Databricks account client", "error", err.Error())
-		os.Exit(1)
-	}
+	ctx, log, awsCfg := wire.Start()
+	cfg := wire.Configured(keyguard.LoadConfig(os.LookupEnv))
+	factory := wire.Configured(dbclient.FromEnv(ctx, os.LookupEnv, awsCfg))
+	account := wire.Configured(factory.Account())
 	h := &keyguard.Handler{
 		Config:     cfg,
 		KMS:        kms.NewFromConfig(awsCfg),

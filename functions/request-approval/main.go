@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"time"
 
@@ -16,17 +15,8 @@ import (
 )
 
 func main() {
-	logger := wire.Logger()
-	awsCfg, err := wire.AWS(context.Background())
-	if err != nil {
-		logger.Error("cannot start: AWS configuration", "error", err)
-		os.Exit(1)
-	}
-	bus := os.Getenv("EVENT_BUS_NAME")
-	if bus == "" {
-		logger.Error("cannot start: EVENT_BUS_NAME is required")
-		os.Exit(1)
-	}
+	_, logger, awsCfg := wire.Start()
+	bus := wire.Configured(wire.Require(os.LookupEnv, "EVENT_BUS_NAME"))
 	task := approval.Task{Events: eventbridge.NewFromConfig(awsCfg), EventBusName: bus, Now: time.Now, Log: logger}
 	lambda.Start(lambdatask.Wrap(logger, "RequestApproval", task.Handle))
 }

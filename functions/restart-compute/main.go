@@ -2,7 +2,6 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -13,17 +12,7 @@ import (
 )
 
 func main() {
-	logger := wire.Logger()
-	ctx := context.Background()
-	awsCfg, err := wire.AWS(ctx)
-	if err != nil {
-		logger.Error("cannot start: AWS configuration", "error", err)
-		os.Exit(1)
-	}
-	task, err := compute.FromEnv(ctx, os.LookupEnv, awsCfg)
-	if err != nil {
-		logger.Error("cannot start: configuration", "error", err)
-		os.Exit(1)
-	}
+	ctx, logger, awsCfg := wire.Start()
+	task := wire.Configured(compute.FromEnv(ctx, os.LookupEnv, awsCfg))
 	lambda.Start(lambdatask.Wrap(logger, "RestartCompute", task.Restart))
 }

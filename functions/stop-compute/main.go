@@ -2,7 +2,6 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -14,23 +13,9 @@ import (
 )
 
 func main() {
-	logger := wire.Logger()
-	ctx := context.Background()
-	awsCfg, err := wire.AWS(ctx)
-	if err != nil {
-		logger.Error("cannot start: AWS configuration", "error", err)
-		os.Exit(1)
-	}
-	task, err := compute.FromEnv(ctx, os.LookupEnv, awsCfg)
-	if err != nil {
-		logger.Error("cannot start: configuration", "error", err)
-		os.Exit(1)
-	}
+	ctx, logger, awsCfg := wire.Start()
+	task := wire.Configured(compute.FromEnv(ctx, os.LookupEnv, awsCfg))
 	// A redriven execution resumes here without the locks the rescue released: take them again first.
-	locks, err := wslock.FromEnv(ctx, os.LookupEnv, awsCfg)
-	if err != nil {
-		logger.Error("cannot start: configuration", "error", err)
-		os.Exit(1)
-	}
+	locks := wire.Configured(wslock.FromEnv(ctx, os.LookupEnv, awsCfg))
 	lambda.Start(lambdatask.Wrap(logger, "StopCompute", wslock.Guard(locks, task.Stop)))
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 	"github.com/acme/databricks-cmk-rotator/internal/invstore"
@@ -34,12 +33,7 @@ func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Tasks
 		StartBudget: s.Duration(EnvStartBudget, DefaultSettings.StartBudget),
 		TaskTime:    s.Duration(EnvTaskTime, 0),
 	}
-	_, localS3 := lookup("AWS_ENDPOINT_URL_S3")
-	client := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		// A local S3 endpoint (the sandbox) has no per-bucket DNS names: address buckets by path there.
-		o.UsePathStyle = localS3
-	})
-	store := &invstore.Store{S3: client, InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
+	store := &invstore.Store{S3: invstore.NewS3Client(awsCfg, lookup), InlineLimit: s.Int(EnvInventoryInlineLimit, invstore.DefaultInlineLimit)}
 	store.Bucket, _ = lookup(EnvInventoryBucket)
 	if err := s.Err(); err != nil {
 		return nil, err

@@ -27,6 +27,13 @@ type S3 interface {
 
 var _ S3 = (*s3.Client)(nil)
 
+// NewS3Client returns the S3 client for the inventory bucket. A local S3 endpoint (the sandbox, set
+// by AWS_ENDPOINT_URL_S3) has no per-bucket DNS names: buckets are addressed by path there.
+func NewS3Client(awsCfg aws.Config, lookup func(string) (string, bool)) *s3.Client {
+	_, localS3 := lookup("AWS_ENDPOINT_URL_S3")
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = localS3 })
+}
+
 // DefaultInlineLimit keeps an inventory inline up to 64 KiB, a quarter of the payload limit, which
 // leaves room for the plan, the statuses and the failure lists beside it.
 const DefaultInlineLimit = 64 << 10

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,30 @@ func AWS(ctx context.Context) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	return cfg, nil
+}
+
+// Start is what every function's main does first: the logger and the AWS configuration. A function
+// that cannot load its AWS configuration exits with the reason logged, so that Lambda reports an
+// init error instead of serving half-configured.
+func Start() (context.Context, *slog.Logger, aws.Config) {
+	ctx, logger := context.Background(), Logger()
+	cfg, err := AWS(ctx)
+	exitOnError(logger, "AWS configuration", err)
+	return ctx, logger, cfg
+}
+
+// Configured returns what a FromEnv/LoadConfig call built, or exits with its error logged: a
+// function with a missing or malformed setting must fail at init, where the deploy shows it.
+func Configured[T any](built T, err error) T {
+	exitOnError(Logger(), "configuration", err)
+	return built
+}
+
+func exitOnError(logger *slog.Logger, what string, err error) {
+	if err != nil {
+		logger.Error("cannot start: "+what, "error", err.Error())
+		os.Exit(1)
+	}
 }
 
 // Settings reads typed settings and collects every problem, so one error names them all.
@@ -104,4 +129,11 @@ func (s *Settings) Err() error {
 		return nil
 	}
 	return fmt.Errorf("invalid configuration: %s", strings.Join(s.problems, "; "))
+}
+
+// Require reads one required setting, for a function that has no other.
+func Require(lookup Lookup, name string) (string, error) {
+	s := NewSettings(lookup)
+	v := s.Required(name)
+	return v, s.Err()
 }
