@@ -2,7 +2,17 @@ module github.com/acme/databricks-cmk-rotator
 
 go 1.26.8
 
-require quamina.net/go/quamina v1.4.0
+require (
+	// S3 emulator served by internal/awsfake (local emulation and tests only; see internal/awsfake/s3.go).
+	github.com/johannesboyne/gofakes3 v1.2.0
+	quamina.net/go/quamina v1.4.0
+)
+
+require (
+	github.com/ryszard/goskiplist v0.0.0-20150312221310-2dfbae5fcf46 // indirect
+	go.shabbyrobe.org/gocovmerge v0.0.0-20230507111327-fa4f82cfbf4d // indirect
+	golang.org/x/tools v0.39.0 // indirect
+)
 
 require (
 	cloud.google.com/go/auth v0.4.2 // indirect

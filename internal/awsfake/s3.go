@@ -1,107 +1,84 @@
 package awsfake
 
 import (
-	"crypto/md5"
-	"encoding/hex"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
-// The S3 subset the rotator uses to keep large inventories by reference: PutObject and GetObject
-// with path-style addressing (http://host/<bucket>/<key>). S3 is a REST/XML protocol, so these
-// requests carry no X-Amz-Target; buckets must be created first, as the stack creates its bucket.
+// S3 is served by gofakes3 (a maintained S3 emulator: REST/XML, path-style addressing, real error
+// codes such as NoSuchKey and NoSuchBucket, Content-MD5 and aws-chunked bodies as the SDK sends
+// them) over its in-memory backend, instead of a hand-written subset. The rotator keeps large
+// inventories there by reference (PutObject, GetObject). S3 requests carry no X-Amz-Target, which
+// is how ServeHTTP tells them from the JSON-protocol services; buckets must be created first, as
+// the stack creates its bucket.
 
 type s3State struct {
-	buckets map[string]map[string][]byte
+	backend *s3mem.Backend
+	handler http.Handler
 }
 
-// CreateBucket declares a bucket.
+func newS3State() s3State {
+	backend := s3mem.New()
+	return s3State{backend: backend, handler: gofakes3.New(backend).Server()}
+}
+
+// CreateBucket declares a bucket; declaring it again is harmless.
 func (s *Server) CreateBucket(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.s3.buckets == nil {
-		s.s3.buckets = map[string]map[string][]byte{}
-	}
-	if s.s3.buckets[name] == nil {
-		s.s3.buckets[name] = map[string][]byte{}
+	if ok, _ := s.s3.backend.BucketExists(name); !ok {
+		_ = s.s3.backend.CreateBucket(name)
 	}
 }
 
 // Objects returns the keys and sizes of a bucket's objects.
 func (s *Server) Objects(bucket string) map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := map[string]int{}
-	for k, v := range s.s3.buckets[bucket] {
-		out[k] = len(v)
+	list, err := s.s3.backend.ListBucket(bucket, nil, gofakes3.ListBucketPage{})
+	if err != nil {
+		return out
+	}
+	for _, obj := range list.Contents {
+		out[obj.Key] = int(obj.Size)
 	}
 	return out
 }
 
 // Object returns one object's content.
 func (s *Server) Object(bucket, key string) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.s3.buckets[bucket][key]
-	return v, ok
+	obj, err := s.s3.backend.GetObject(bucket, key, nil)
+	if err != nil {
+		return nil, false
+	}
+	defer obj.Contents.Close()
+	body, err := io.ReadAll(obj.Contents)
+	return body, err == nil
 }
 
-func (s *Server) isS3(r *http.Request) bool {
+// isS3 tells an S3 request (no X-Amz-Target, a bucket in the path) from a JSON-protocol one; a
+// POST to / without a target stays an unknown operation.
+func isS3(r *http.Request) bool {
 	bucket, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.s3.buckets[bucket]
-	return ok
-}
-
-func s3Error(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/xml")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>%s</Message></Error>`, code, message)
+	return r.Header.Get("X-Amz-Target") == "" && bucket != ""
 }
 
 func (s *Server) serveS3(w http.ResponseWriter, r *http.Request) {
-	bucket, key, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	status := http.StatusOK
-	defer func() {
-		s.mu.Lock()
-		s.requests = append(s.requests, Request{Target: "s3." + r.Method, Status: status})
-		s.mu.Unlock()
-	}()
-	if key == "" {
-		status = http.StatusNotImplemented
-		s3Error(w, status, "NotImplemented", "awsfake serves only object PUT and GET")
-		return
-	}
-	switch r.Method {
-	case http.MethodPut:
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			status = http.StatusBadRequest
-			s3Error(w, status, "IncompleteBody", err.Error())
-			return
-		}
-		s.mu.Lock()
-		s.s3.buckets[bucket][key] = body
-		s.mu.Unlock()
-		sum := md5.Sum(body)
-		w.Header().Set("ETag", `"`+hex.EncodeToString(sum[:])+`"`)
-		w.WriteHeader(status)
-	case http.MethodGet:
-		body, ok := s.Object(bucket, key)
-		if !ok {
-			status = http.StatusNotFound
-			s3Error(w, status, "NoSuchKey", "The specified key does not exist.")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-		w.WriteHeader(status)
-		_, _ = w.Write(body)
-	default:
-		status = http.StatusNotImplemented
-		s3Error(w, status, "NotImplemented", "awsfake serves only object PUT and GET")
-	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.s3.handler.ServeHTTP(rec, r)
+	s.mu.Lock()
+	s.requests = append(s.requests, Request{Target: "s3." + r.Method, Status: rec.status})
+	s.mu.Unlock()
+}
+
+// statusRecorder keeps the status an S3 answer was sent with, for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
 }

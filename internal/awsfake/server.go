@@ -95,6 +95,7 @@ func Start(cfg Config) (*Server, error) {
 		cancelBase: cancel,
 		sfn:        newSFNState(),
 		secrets:    newSecretsState(),
+		s3:         newS3State(),
 	}
 	s.http = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -184,7 +185,7 @@ const maxRequestBytes = 2 << 20
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target := r.Header.Get("X-Amz-Target")
-	if target == "" && s.isS3(r) {
+	if isS3(r) {
 		s.serveS3(w, r)
 		return
 	}

@@ -61,6 +61,20 @@ func TestASecondRotationOfABusyWorkspaceIsRefusedNamingTheHolder(t *testing.T) {
 	assert.Len(t, f.aws.Items(table), 2, "all or nothing: workspace 13 was not locked either")
 }
 
+func TestARefusalNamesEveryBusyWorkspaceNotOnlyTheFirst(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	_, err := f.locks.Acquire(ctx, input("exec-a", "11", "12"))
+	require.NoError(t, err)
+
+	_, err = f.locks.Acquire(ctx, input("exec-b", "10", "11", "12"))
+	var busy *taskerr.WorkspaceBusy
+	require.True(t, errors.As(err, &busy), "got %v", err)
+	assert.Contains(t, busy.Reason, "workspace 11 is being rotated by execution exec-a")
+	assert.Contains(t, busy.Reason, "workspace 12 is being rotated by execution exec-a")
+	assert.NotContains(t, busy.Reason, "workspace 10 is", "a free workspace is not named busy")
+}
+
 func TestAcquiringAgainForTheSameExecutionSucceeds(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
