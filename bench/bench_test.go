@@ -40,6 +40,7 @@ func TestBench(t *testing.T) {
 		run  func(*testing.T, *environment, *report)
 	}{
 		{"stop_start", benchStopStart},
+		{"status_checks", benchStatusChecks},
 		{"downtime_and_transitions", benchDowntimeAndTransitions},
 		{"binaries", benchBinaries},
 		{"max_rss", benchMaxRSS},
