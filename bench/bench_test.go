@@ -43,6 +43,7 @@ func TestBench(t *testing.T) {
 		{"status_checks", benchStatusChecks},
 		{"downtime_and_transitions", benchDowntimeAndTransitions},
 		{"binaries", benchBinaries},
+		{"sdk_weight", benchSDKWeight},
 		{"max_rss", benchMaxRSS},
 		{"large_workspace", benchLargeWorkspace},
 		{"many_workspaces", benchManyWorkspaces},
