@@ -42,6 +42,7 @@ func TestBench(t *testing.T) {
 		{"stop_start", benchStopStart},
 		{"status_checks", benchStatusChecks},
 		{"downtime_and_transitions", benchDowntimeAndTransitions},
+		{"downtime_p95", benchDowntimeP95},
 		{"binaries", benchBinaries},
 		{"sdk_weight", benchSDKWeight},
 		{"max_rss", benchMaxRSS},
