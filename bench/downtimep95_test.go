@@ -104,7 +104,7 @@ func benchDowntimeP95(t *testing.T, env *environment, rep *report) {
 	slices.Sort(overheads)
 	p95 := overheads[int(math.Ceil(0.95*float64(len(overheads))))-1]
 	rep.figure("downtime_overhead_p95_s", p95, "s", 1, atMost(float64(firstPolls)))
-	rep.note(title, "**`downtime_overhead_p95_s`** = %.1f s (nearest rank: the %d-th of %d sorted overheads; median %.1f s, max %.1f s), against "+
+	rep.note(title, "**`downtime_overhead_p95_s`** = %.1f s (nearest rank: rank %d of %d sorted overheads; median %.1f s, max %.1f s), against "+
 		"%d s. Each phase's checks come every first poll interval for the first %d checks (`internal/polling`: stop %s, update %s, restart %s), "+
 		"long enough for every draw here, so a change is noticed at most one first interval after it lands, plus the tasks' and the engine's "+
 		"own time; the event's window opens when StopCompute reads the clock, after the function has loaded the inventory.",
