@@ -40,8 +40,11 @@ func TestBench(t *testing.T) {
 		run  func(*testing.T, *environment, *report)
 	}{
 		{"stop_start", benchStopStart},
+		{"status_checks", benchStatusChecks},
 		{"downtime_and_transitions", benchDowntimeAndTransitions},
+		{"downtime_p95", benchDowntimeP95},
 		{"binaries", benchBinaries},
+		{"sdk_weight", benchSDKWeight},
 		{"max_rss", benchMaxRSS},
 		{"large_workspace", benchLargeWorkspace},
 		{"many_workspaces", benchManyWorkspaces},

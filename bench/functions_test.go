@@ -238,13 +238,18 @@ func benchBinaries(t *testing.T, env *environment, rep *report) {
 	}
 	if len(with) > 0 && len(without) > 0 {
 		rep.note(title, "**What makes the binaries large.** The %d functions that do not link the Databricks SDK are %.1f–%.1f MiB; the %d that do "+
-			"are %.1f–%.1f MiB. Its `config` package (needed by every SDK client) imports the credential providers of every cloud, among them "+
-			"`google.golang.org/api/option`, which brings in gRPC, protobuf and `cloud.google.com/go/auth`: none of it is used on AWS with OAuth M2M, "+
-			"all of it is linked. The compute tasks add the S3 client (the inventory by reference). Locally the size barely shows in the cold "+
-			"starts above (the binary is read from the page cache); in AWS a larger package also takes longer to fetch on a cold start, which "+
-			"this benchmark does not measure. Getting them under 15 MB takes not linking `databricks-sdk-go/config` (a small HTTP client with its "+
-			"own OAuth M2M token source for the dozen REST endpoints the rotator calls, or an SDK whose credential providers can be left out): "+
-			"the functions that do not link it are all at most %.1f MiB, the AWS SDK's S3, SSO and STS clients included.",
+			"are %.1f–%.1f MiB. Every SDK service package (the types included: they sit beside their API's implementation) imports `client`, "+
+			"hence `config`, which holds the credential providers of every cloud and links them whether or not they run: its two GCP files import "+
+			"`google.golang.org/api/{option,idtoken,impersonate}`, which bring in gRPC, protobuf descriptors, `cloud.google.com/go/auth`, "+
+			"OpenCensus and OpenTelemetry, with package initialisers that run at every cold start. Setting `Config.Credentials` (as "+
+			"`internal/dbclient` does for the renewing OAuth M2M strategy) changes what runs, not what is linked: `DefaultCredentials` stays "+
+			"reachable through the package variable `DefaultCredentialStrategyProvider` (the fallback when `Credentials` is nil), and a package's initialisers are linked with the package. The table below measures the GCP part "+
+			"alone; the rest of the SDK (its `config` without GCP, `client`, `httpclient`, the u2m and OIDC credential code, protobuf's runtime "+
+			"through `common/types/time`) and, for the compute tasks, the S3 and DynamoDB clients make up the remainder. Locally the size barely "+
+			"shows in the cold starts above (the binary is read from the page cache); in AWS a larger package also takes longer to fetch on a "+
+			"cold start, which this benchmark does not measure. The functions that do not link the SDK are all at most %.1f MiB, the AWS SDK's "+
+			"clients included: a small HTTP client of our own for the dozen REST endpoints the rotator calls, with its own OAuth M2M token "+
+			"source, would bring every function there.",
 			len(without), slices.Min(without), slices.Max(without), len(with), slices.Min(with), slices.Max(with), slices.Max(without))
 	}
 }

@@ -315,13 +315,13 @@ func benchDowntimeAndTransitions(t *testing.T, env *environment, rep *report) {
 		span.Seconds(), span.Seconds()-downtime)
 	rep.note(title3, "**How to read it.** With these delays each change completes just before a check: the stop checks come %s s after StopCompute, "+
 		"the update checks %s s after the PATCH, the restart checks %s s after RestartCompute, so a %s transition is seen by the check at "+
-		"%s. What is left is the tasks' own time and the engine's. A delay that ends just *after* a check waits for the next one, "+
-		"and past the first two checks the schedule doubles (`internal/polling`): a 21 s stop is seen at 30 s, an 11 s update at 20 s, a 21 s "+
-		"restart at 40 s, about 10 + 10 + 20 = 40 s of overhead in that worst case, twice the goal. The goal holds whenever each change ends "+
-		"within the first two polls of its phase (stop ≤ 10 s, update ≤ 10 s, restart ≤ 20 s) or just before a check; beyond that the "+
-		"overhead of a phase is bounded by the interval then in force (up to 30 s for stop, 60 s for update and restart).",
+		"%s. What is left is the tasks' own time and the engine's. A delay that ends just *after* a check waits for the next one, at most one "+
+		"first interval later while the schedule holds it (`internal/polling`: the first %d checks of a phase, i.e. stop %s, update %s, restart %s); "+
+		"past that the interval doubles every two checks, and the overhead of a phase is bounded by the interval then in force (up to %s for "+
+		"stop, %s for update and restart). Figure 3b measures the overhead when the changes land at random moments.",
 		joinInts(cumulative(polling.ComputeStop, 4)), joinInts(cumulative(polling.WorkspaceUpdate, 4)), joinInts(cumulative(polling.ComputeStart, 4)),
-		rotationTransition, rotationTransition)
+		rotationTransition, rotationTransition, polling.ComputeStop.Hold, heldWindow(polling.ComputeStop), heldWindow(polling.WorkspaceUpdate),
+		heldWindow(polling.ComputeStart), polling.ComputeStop.Max, polling.ComputeStart.Max)
 
 	oneUse := lambdaUseOf(t, one, memory)
 	oneTransitions := single.transitions() + reminderTransitions

@@ -398,7 +398,7 @@ func benchStopStart(t *testing.T, _ *environment, rep *report) {
 	ratio := work.Seconds() / bound.Seconds()
 	throttled := conc.inventory.throttled + conc.stop.throttled + conc.checks.throttled + conc.restart.throttled
 	allCalls := conc.inventory.served + served + conc.checks.served + throttled
-	rep.figure("stop_start_ratio", ratio, "ratio", 3, atMost(1.15))
+	rep.figure("stop_start_ratio", ratio, "ratio", 3, atMost(1.05))
 	rep.figure("stop_start_429s", float64(throttled), "count", 0, judged("few or none (≤ 1 % of calls)", throttled*100 <= allCalls))
 	rep.figure("stop_calls", float64(conc.stop.served), "count", 0, goal{})
 	rep.figure("restart_calls", float64(conc.restart.served), "count", 0, goal{})

@@ -147,7 +147,8 @@ func (t *Tasks) snapshot(ctx context.Context, w *dbclient.Workspace, what lists)
 		}
 	}
 	if what.pipelines {
-		pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{})
+		// The API pages pipelines at 25 unless asked for its maximum of 100.
+		pipes, err := w.Pipelines.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{MaxResults: 100})
 		if err != nil {
 			return snapshot{}, fmt.Errorf("listing pipelines: %w", err)
 		}

@@ -46,7 +46,10 @@ type WorkspaceUpdateSpan struct {
 	// ProvisioningUntil is when the workspace stops showing PROVISIONING; zero when it never
 	// showed it, and the zero time too for a StuckProvisioning update (see Stuck).
 	ProvisioningUntil time.Time
-	Stuck             bool
+	// Landed is when the update's outcome shows (Options.WorkspaceUpdateDelay or a realistic draw,
+	// at least ProvisioningFor); zero for a StuckProvisioning update, which never lands.
+	Landed time.Time
+	Stuck  bool
 }
 
 // Provisioning reports whether the workspace showed PROVISIONING at t because of this update.
@@ -395,6 +398,9 @@ func (s *Server) patchWorkspace(c *call) (any, error) {
 	span := WorkspaceUpdateSpan{WorkspaceID: current.WorkspaceId, Accepted: c.now, Stuck: b.StuckProvisioning}
 	if b.ProvisioningFor > 0 && !b.StuckProvisioning {
 		span.ProvisioningUntil = c.now.Add(b.ProvisioningFor)
+	}
+	if !b.StuckProvisioning {
+		span.Landed = c.now.Add(u.delay)
 	}
 	s.updateLog = append(s.updateLog, span)
 	resp := u.accepted()

@@ -618,7 +618,9 @@ func TestWorkspacePatchBehaviours(t *testing.T) {
 
 		spans := s.WorkspaceUpdates()
 		require.Len(t, spans, 1)
-		assert.Equal(t, WorkspaceUpdateSpan{WorkspaceID: wsID, Accepted: accepted, ProvisioningUntil: accepted.Add(10 * time.Minute)}, spans[0])
+		// WorkspaceUpdateDelay is 0: the update lands when PROVISIONING ends.
+		assert.Equal(t, WorkspaceUpdateSpan{WorkspaceID: wsID, Accepted: accepted, ProvisioningUntil: accepted.Add(10 * time.Minute),
+			Landed: accepted.Add(10 * time.Minute)}, spans[0])
 		assert.True(t, spans[0].Provisioning(accepted.Add(9*time.Minute)))
 		assert.False(t, spans[0].Provisioning(accepted.Add(10*time.Minute)))
 		assert.False(t, spans[0].Provisioning(accepted.Add(-time.Second)))

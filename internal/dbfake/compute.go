@@ -560,6 +560,12 @@ func (p *pipelineRec) details() pipelines.GetPipelineResponse {
 	}
 }
 
+// The pipelines list's page sizes (ListPipelinesRequest.MaxResults: default 25, at most 100).
+const (
+	defaultPipelinesPage = 25
+	maxPipelinesPage     = 100
+)
+
 func (s *Server) listPipelines(c *call) (any, error) {
 	q := c.r.URL.Query()
 	if q.Get("filter") != "" {
@@ -568,6 +574,14 @@ func (s *Server) listPipelines(c *call) (any, error) {
 	size, err := queryInt(c, "max_results")
 	if err != nil {
 		return nil, err
+	}
+	// Unlike the other lists, pipelines page at 25 by default and refuse more than 100 a page
+	// (ListPipelinesRequest.MaxResults), so a caller that sends nothing reads four times the pages.
+	switch {
+	case size > maxPipelinesPage:
+		return nil, badRequest("INVALID_PARAMETER_VALUE", "max_results must be at most %d, got %d", maxPipelinesPage, size)
+	case size <= 0:
+		size = defaultPipelinesPage
 	}
 	all := s.computeOf(c.wsID).pipelines.all()
 	idx, next, err := s.paginate(len(all), q.Get("page_token"), size, func(int) bool { return true })

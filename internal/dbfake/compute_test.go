@@ -339,3 +339,29 @@ func TestPipelines(t *testing.T) {
 	assert.ErrorIs(t, err, apierr.ErrResourceDoesNotExist)
 	assert.True(t, strings.Contains(err.Error(), "nope"))
 }
+
+// The pipelines list pages at 25 unless asked for more, and refuses more than 100 a page.
+func TestPipelinesListPagesAtTwentyFiveByDefault(t *testing.T) {
+	ctx := context.Background()
+	s := startFake(t, Options{})
+	seedRotation(t, s)
+	for i := range 60 {
+		s.AddPipeline(wsID, PipelineSeed{Name: fmt.Sprintf("stream-%d", i), Continuous: true})
+	}
+	api := pipelines.NewPipelines(workspaceClient(t, s, wsID))
+	pages := func(req pipelines.ListPipelinesRequest) int {
+		s.ClearRequests()
+		all, err := api.ListPipelinesAll(ctx, req)
+		require.NoError(t, err)
+		require.Len(t, all, 60)
+		return len(s.Requests())
+	}
+	assert.Equal(t, 3, pages(pipelines.ListPipelinesRequest{}), "60 pipelines at the default 25 a page")
+	assert.Equal(t, 1, pages(pipelines.ListPipelinesRequest{MaxResults: 100}))
+
+	_, err := api.ListPipelinesAll(ctx, pipelines.ListPipelinesRequest{MaxResults: 101})
+	var apiErr *apierr.APIError
+	require.ErrorAs(t, err, &apiErr)
+	assert.Equal(t, 400, apiErr.StatusCode)
+	assert.Contains(t, apiErr.Message, "max_results")
+}
