@@ -49,6 +49,13 @@ func reminderWorkspaces(t *testing.T, e awsfake.Execution) (reminderDoc, map[str
 // execution.
 func abortedAfterThePatch(t *testing.T, r *rig) {
 	t.Helper()
+	exec := r.execute(fixtureInput(t), play{history: afterThePatch(t, r), untilStopped: true}, "", "")
+	require.Equal(t, awsfake.StatusAborted, exec.Status)
+}
+
+// afterThePatch is the history of abortedAfterThePatch, up to the end.
+func afterThePatch(t *testing.T, r *rig) steps {
+	t.Helper()
 	input := fixtureInput(t)
 	r.lock(executionName, wsAnalytics, wsML, wsBI)
 	history, _ := rotationStart(input, analytics, ml, bi)
@@ -56,9 +63,22 @@ func abortedAfterThePatch(t *testing.T, r *rig) {
 	m := rotating(1, ml).inventory(inventoryOf(wsML, 2)).stopped().rotated()
 	b := rotating(2, bi).inventory(inventoryOf(wsBI, 1)).stopped().allStopped()
 	b.taskStarted("PatchWorkspace", b.run)
-	history = append(history, interleaved(a, m, b)...)
-	exec := r.execute(input, play{history: history, untilStopped: true}, "", "")
-	require.Equal(t, awsfake.StatusAborted, exec.Status)
+	return append(history, interleaved(a, m, b)...)
+}
+
+func TestARunThatTimedOutAfterAPatchTookGetsTheReminderToo(t *testing.T) {
+	r := newRig(t)
+	exec := r.execute(fixtureInput(t), play{history: afterThePatch(t, r),
+		fail: &awsfake.ExecError{Error: "States.Timeout", Cause: "TimeoutSeconds", Status: awsfake.StatusTimedOut}}, "", "")
+	require.Equal(t, awsfake.StatusTimedOut, exec.Status)
+
+	require.NoError(t, r.h.Handle(context.Background(), fixture(t, "rotation-execution-timed-out.json")))
+
+	got := r.reminders()
+	require.Len(t, got, 1)
+	_, ws := reminderWorkspaces(t, got[0])
+	assert.Equal(t, rotation.OutcomeRescued, ws[wsAnalytics]["outcome"])
+	assert.Equal(t, map[string]string{wsOther: otherExecution}, r.lockedWorkspaces())
 }
 
 func TestARunEndedAfterAPatchTookGetsTheRetirementReminderTheDefinitionWouldHaveScheduled(t *testing.T) {
