@@ -8,10 +8,12 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
+	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
 
@@ -27,6 +29,11 @@ func main() {
 		Executions: sfn.NewFromConfig(awsCfg),
 		Events:     eventbridge.NewFromConfig(awsCfg),
 		Log:        log,
+	}
+	if cfg.PolicyBucket != "" {
+		_, localS3 := os.LookupEnv("AWS_ENDPOINT_URL_S3")
+		// A local S3 endpoint (the sandbox) has no per-bucket DNS names: address buckets by path there.
+		h.Policies = &policysnap.Store{Bucket: cfg.PolicyBucket, S3: s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = localS3 })}
 	}
 	lambda.Start(h.Handle)
 }

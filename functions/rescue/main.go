@@ -25,6 +25,7 @@ func main() {
 		Executions: executions,
 		History:    executions,
 		Events:     eventbridge.NewFromConfig(awsCfg),
+		Reminders:  executions,
 		Locks:      &wslock.Locks{DB: dynamodb.NewFromConfig(awsCfg), Table: cfg.LockTableName},
 		Log:        log,
 	}

@@ -113,7 +113,11 @@ func (t Task) Handle(ctx context.Context, in Input) (struct{}, error) {
 	planErrors := map[string]string{}
 	for _, run := range in.Inventories {
 		if run.Error != nil {
-			planErrors[run.WorkspaceID] = run.Error.Error + ": " + run.Error.Cause
+			// The approval Map's items carry the error name only (bounded; the cause is in the history).
+			planErrors[run.WorkspaceID] = run.Error.Error
+			if run.Error.Cause != "" {
+				planErrors[run.WorkspaceID] += ": " + run.Error.Cause
+			}
 		}
 		if run.Inventory != nil {
 			c := run.Inventory.Counts

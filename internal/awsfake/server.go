@@ -170,6 +170,7 @@ var routes = map[string]route{
 	"AWSStepFunctions.SendTaskSuccess":     {json10, (*Server).sendTaskSuccess},
 	"AWSStepFunctions.SendTaskFailure":     {json10, (*Server).sendTaskFailure},
 	"AWSStepFunctions.SendTaskHeartbeat":   {json10, (*Server).sendTaskHeartbeat},
+	"AWSStepFunctions.RedriveExecution":    {json10, (*Server).redriveExecution},
 	"Sandbox.RegisterTaskToken":            {json10, (*Server).registerTaskToken},
 	"Sandbox.TaskTokenResult":              {json10, (*Server).taskTokenResult},
 	"AWSEvents.PutEvents":                  {json11, (*Server).putEvents},

@@ -63,6 +63,9 @@ type Execution struct {
 	Cause           string
 	StartDate       time.Time
 	StopDate        time.Time // zero while RUNNING
+	// RedriveCount and RedriveDate are set by RedriveExecution (redrive.go).
+	RedriveCount int
+	RedriveDate  time.Time
 }
 
 // HistoryEvent is one event of an execution's history. The fake records the Execution* events
@@ -317,7 +320,7 @@ func (s *Server) startExecution(body []byte) (any, *apiError) {
 		defer s.runners.Done()
 		defer cancel()
 		out, eerr := runSafely(context.WithValue(ctx, recorderKey{}, recorder{s: s, arn: arn}), runner, snapshot)
-		s.finishExecution(arn, out, eerr)
+		s.finishExecution(arn, 0, out, eerr)
 	}()
 	return startExecutionOutput{ExecutionArn: arn, StartDate: ptrEpoch(e.StartDate)}, nil
 }
@@ -332,12 +335,15 @@ func runSafely(ctx context.Context, r Runner, exec Execution) (out string, eerr 
 	return r.Run(ctx, exec)
 }
 
-func (s *Server) finishExecution(arn, output string, eerr *ExecError) {
+// finishExecution closes the run of generation redrives (0 for the run StartExecution began).
+func (s *Server) finishExecution(arn string, redrives int, output string, eerr *ExecError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.sfn.execs[arn]
-	if e.Status != StatusRunning {
-		return // stopped while the runner was winding down: the stop is what counts
+	if e.Status != StatusRunning || e.RedriveCount != redrives {
+		// Stopped while the runner was winding down (the stop is what counts), or an aborted run
+		// winding down after its execution was redriven (the redrive's run closes it).
+		return
 	}
 	e.StopDate = time.Now().UTC().Truncate(time.Millisecond)
 	switch {
@@ -400,6 +406,8 @@ type describeExecutionOutput struct {
 	OutputDetails   map[string]bool `json:"outputDetails,omitempty"`
 	Error           *string         `json:"error,omitempty"`
 	Cause           *string         `json:"cause,omitempty"`
+	RedriveCount    int             `json:"redriveCount"`
+	RedriveDate     *epochSeconds   `json:"redriveDate,omitempty"`
 }
 
 func (s *Server) describeExecution(body []byte) (any, *apiError) {
@@ -424,6 +432,8 @@ func (s *Server) describeExecution(body []byte) (any, *apiError) {
 		StopDate:        ptrEpoch(e.StopDate),
 		Input:           e.Input,
 		InputDetails:    map[string]bool{"included": true},
+		RedriveCount:    e.RedriveCount,
+		RedriveDate:     ptrEpoch(e.RedriveDate),
 	}
 	if e.Status == StatusSucceeded {
 		output := e.Output

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/compute"
@@ -980,6 +981,11 @@ func (t *Tasks) runningStatus(ctx context.Context, run rotation.WorkspaceRun) (r
 	if len(stillDown) > rotation.MaxFailuresListed {
 		stillDown = stillDown[:rotation.MaxFailuresListed]
 	}
+	// Databricks' state messages have no length limit, and this list stays in the state for the
+	// rest of the run (256 KiB in all): each reason keeps its first maxStateReason bytes.
+	for i := range stillDown {
+		stillDown[i].Reason = clip(stillDown[i].Reason, maxStateReason)
+	}
 	status.StillDown = stillDown
 	if status.Done && run.Stop != nil {
 		status.DowntimeSeconds = now.Sub(run.Stop.StoppedAt).Seconds()
@@ -1027,4 +1033,20 @@ func sortRefs(refs []rotation.ResourceRef) {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
+}
+
+// maxStateReason bounds a still-down reason in the state (the code and the start of the message).
+const maxStateReason = 512
+
+// clip cuts s to at most n bytes on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }

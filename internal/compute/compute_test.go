@@ -3,8 +3,10 @@ package compute_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/databricks/databricks-sdk-go/service/pipelines"
@@ -222,6 +224,27 @@ func TestACLusterThatFailsToStartIsReportedAsStillDown(t *testing.T) {
 	require.Len(t, status.StillDown, 1)
 	assert.Equal(t, "c-ui", status.StillDown[0].ID)
 	assert.Contains(t, status.StillDown[0].Reason, "insufficient capacity")
+}
+
+// Issue 9, item 3: a still-down reason is Databricks' state message, which has no length limit; the
+// list stays in the state for the rest of the run, so each reason is clipped.
+func TestAStillDownReasonIsClippedForTheState(t *testing.T) {
+	f := newFixture(t, dbfake.Options{})
+	ctx := context.Background()
+	f.stopAll(t, ctx)
+	f.fake.FailClusterStart(wsID, "c-ui", "Could not launch: "+strings.Repeat("é", 5000))
+
+	restart, err := f.tasks.Restart(ctx, f.run)
+	require.NoError(t, err)
+	f.run.Restart = &restart
+	status, err := f.tasks.Status(ctx, rotation.ComputeStatusInput{Target: rotation.TargetRunning, Run: f.run})
+	require.NoError(t, err)
+	require.Len(t, status.StillDown, 1)
+	reason := status.StillDown[0].Reason
+	assert.LessOrEqual(t, len(reason), 512)
+	assert.True(t, utf8.ValidString(reason), "cut on a rune boundary")
+	assert.Contains(t, reason, "cluster did not start: ")
+	assert.Contains(t, reason, "Could not launch")
 }
 
 func TestRestartAfterAPartialStopStartsOnlyWhatWasStopped(t *testing.T) {

@@ -28,6 +28,9 @@ type Config struct {
 	// derived from DATABRICKS_HOST) are what a new key policy is checked against after PutKeyPolicy.
 	DatabricksAccountID string
 	GovCloudShard       string
+	// PolicyBucket holds the key policy snapshots Validate stores (INVENTORY_BUCKET, optional): the
+	// undo of a PutKeyPolicy puts the last validated policy back; without it, it cannot.
+	PolicyBucket string
 }
 
 var (
@@ -55,6 +58,7 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		ReminderStateMachineARN: get("REMINDER_STATE_MACHINE_ARN"),
 	}
 	cfg.DatabricksAccountID = get("DATABRICKS_ACCOUNT_ID")
+	cfg.PolicyBucket = get("INVENTORY_BUCKET")
 	if cfg.GovCloudShard = get("DATABRICKS_GOVCLOUD_SHARD"); cfg.GovCloudShard == "" {
 		cfg.GovCloudShard = keypolicy.ShardOfAccountHost(get("DATABRICKS_HOST"))
 	}

@@ -8,7 +8,9 @@
 //   - CloudTrail PutKeyPolicy that succeeded: the new policy (requestParameters.policy) is checked
 //     with internal/keypolicy against the uses of the workspaces that depend on the key; when it no
 //     longer lets Databricks use the key (or the record does not carry it), the same critical event
-//     is raised. It is never undone: CloudTrail carries only the new policy, KMS keeps no history.
+//     is raised. CloudTrail carries only the new policy and KMS keeps no history, so the undo puts
+//     back the policy Validate last accepted for the key (internal/policysnap), when there is one and
+//     it still grants what the workspaces need.
 //   - Native "KMS CMK Deletion": the waiting period ended and the key is gone for good. Nothing can
 //     be undone; the event only says which workspaces lost their key.
 //
@@ -32,7 +34,9 @@
 //
 // # Undo (UNDO_KEY_CHANGES=true)
 //
-// ScheduleKeyDeletion is undone with CancelKeyDeletion, DisableKey with EnableKey. AWS leaves a
+// ScheduleKeyDeletion is undone with CancelKeyDeletion, DisableKey with EnableKey, PutKeyPolicy with
+// PutKeyPolicy of the last validated policy (which also drops whatever else the new policy changed;
+// the event says so). AWS leaves a
 // key whose deletion was cancelled Disabled (local-kms leaves it Enabled), so the guard then also
 // enables it. It cannot read the state the key had before the deletion was scheduled (KMS does not
 // keep it; only CloudTrail does), so it relies on its own invariant instead: with undo on, it

@@ -49,6 +49,8 @@ type KeyInUseAtRisk struct {
 	UndoError  string `json:"undo_error"`
 	// KeyState is the key state the guard last read (undo only).
 	KeyState string `json:"key_state,omitempty"`
+	// RestoredPolicy names the policy the guard put back after a PutKeyPolicy (undo only).
+	RestoredPolicy string `json:"restored_policy,omitempty"`
 	// PolicyProblem says, for a PutKeyPolicy, what the new policy no longer grants Databricks.
 	PolicyProblem string `json:"policy_problem,omitempty"`
 	Message       string `json:"message"`
@@ -61,6 +63,9 @@ type Handler struct {
 	Account    AccountAPI
 	Executions ExecutionsAPI
 	Events     PutEventsAPI
+	// Policies reads the key policy snapshots Validate stores, for the undo of a PutKeyPolicy; nil
+	// means none are kept (the event then says the previous policy is unknown).
+	Policies PolicySnapshots
 	// Log receives one record per event; nil discards.
 	Log *slog.Logger
 	// Now is the clock for the 24-hour window; nil means time.Now.
@@ -110,8 +115,14 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 		detail.PolicyProblem = problem
 	}
 	var undoErr error
-	if h.Config.UndoKeyChanges && kc.Change != ChangeKeyDeleted && kc.Change != ChangePutKeyPolicy {
-		u := h.undo(ctx, kc.Change, kc.KeyARN)
+	if h.Config.UndoKeyChanges && kc.Change != ChangeKeyDeleted {
+		var u undoResult
+		if kc.Change == ChangePutKeyPolicy {
+			u = h.undoPolicy(ctx, kc, atRisk)
+			detail.RestoredPolicy = u.restoredFrom
+		} else {
+			u = h.undo(ctx, kc.Change, kc.KeyARN)
+		}
 		detail.Undone, detail.UndoAction, detail.UndoError, detail.KeyState = u.undone, u.action, u.problem, string(u.keyState)
 		if u.err != nil && retryable(u.err) {
 			undoErr = u.err
@@ -204,9 +215,15 @@ func message(kc KeyChange, d KeyInUseAtRisk) string {
 	switch {
 	case kc.Change == ChangeKeyDeleted:
 		b.WriteString("Nothing can be undone.")
+	case kc.Change == ChangePutKeyPolicy && d.Undone:
+		fmt.Fprintf(&b, "The key guard put back %s; anything else the new policy changed is undone too: re-apply it with the Databricks statements kept.", d.RestoredPolicy)
 	case kc.Change == ChangePutKeyPolicy:
 		// KMS keeps no policy history and the CloudTrail record carries only the new policy.
-		b.WriteString("The key guard does not restore key policies: the previous policy is not in the CloudTrail record. Put back the Databricks statements (from your infrastructure code, or from the key's earlier PutKeyPolicy or CreateKey record in CloudTrail).")
+		reason := "UNDO_KEY_CHANGES is off"
+		if d.UndoAction != "" {
+			reason = "the key guard could not restore the previous policy: " + d.UndoError
+		}
+		b.WriteString(reason + ". Put back the Databricks statements (from your infrastructure code, or from the key's earlier PutKeyPolicy or CreateKey record in CloudTrail).")
 	case d.UndoAction == "":
 		b.WriteString("UNDO_KEY_CHANGES is off: the change stands until an operator reverts it.")
 	case d.Undone:

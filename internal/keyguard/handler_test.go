@@ -10,8 +10,10 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/client"
@@ -24,6 +26,7 @@ import (
 	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
 	"github.com/acme/databricks-cmk-rotator/internal/faketest"
 	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
+	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 )
 
@@ -530,7 +533,7 @@ func TestAKeyPolicyThatDropsTheDatabricksGrantFromAKeyInUseIsReported(t *testing
 		r.workspace(wsAnalytics, "analytics", r.keyConfig(keyARN, provisioning.KeyUseCaseManagedServices), "")
 		return r, keyID
 	}
-	t.Run("the grant removed: a critical event naming what is missing, and no undo", func(t *testing.T) {
+	t.Run("the grant removed: a critical event naming what is missing, and no undo without a snapshot", func(t *testing.T) {
 		r, keyID := setup(t)
 		require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID)))
 		got := r.atRiskEvents()
@@ -539,9 +542,71 @@ func TestAKeyPolicyThatDropsTheDatabricksGrantFromAKeyInUseIsReported(t *testing
 		assert.Equal(t, "PutKeyPolicy", got[0].EventName)
 		assert.Contains(t, got[0].PolicyProblem, "kms:Encrypt, kms:Decrypt")
 		assert.Contains(t, got[0].Message, "no longer lets Databricks use the key")
-		assert.Contains(t, got[0].Message, "does not restore key policies")
+		assert.Contains(t, got[0].Message, "could not restore the previous policy")
+		assert.Contains(t, got[0].UndoError, "previous policy is unknown")
 		assert.False(t, got[0].Undone)
 		assert.Empty(t, r.guard.Calls(), "nothing was called on the key")
+	})
+	// Item 4's optional undo: the policy Validate last accepted is put back.
+	keyARNOf := func(id string) string { return fmt.Sprintf("arn:aws:kms:%s:%s:key/%s", region, awsAccount, id) }
+	snapshots := func(t *testing.T, r *rig) *policysnap.Store {
+		r.aws.CreateBucket("policies")
+		store := &policysnap.Store{Bucket: "policies", S3: s3.New(s3.Options{Region: region, BaseEndpoint: aws.String(r.aws.URL()),
+			Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""), UsePathStyle: true})}
+		r.h.Policies = store
+		return store
+	}
+	keyPolicy := func(t *testing.T, r *rig, keyID string) string {
+		out, err := r.kms.GetKeyPolicy(context.Background(), &kms.GetKeyPolicyInput{KeyId: aws.String(keyID), PolicyName: aws.String("default")})
+		require.NoError(t, err)
+		return aws.ToString(out.Policy)
+	}
+	t.Run("the grant removed, undo on, a validated snapshot: the snapshot is put back", func(t *testing.T) {
+		r, keyID := setup(t)
+		store := snapshots(t, r)
+		good := `{"Version":"2012-10-17","Statement":[` + admin + `,` + grant + `]}`
+		validatedAt := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+		require.NoError(t, store.Save(context.Background(), policysnap.Snapshot{KeyARN: keyARNOf(keyID), Policy: good, ValidatedAt: validatedAt, Execution: "rotate-1"}))
+		// What the CloudTrail record says was put (the fixture's policy, without the grant).
+		bad := `{"Version":"2012-10-17","Statement":[` + admin + `]}`
+		_, err := r.kms.PutKeyPolicy(context.Background(), &kms.PutKeyPolicyInput{KeyId: aws.String(keyID), PolicyName: aws.String("default"), Policy: aws.String(bad)})
+		require.NoError(t, err)
+
+		require.NoError(t, r.h.Handle(context.Background(), withPolicy(fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID), &bad)))
+
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.True(t, got[0].Undone, got[0].UndoError)
+		assert.Equal(t, keyguard.UndoPutKeyPolicy, got[0].UndoAction)
+		assert.Contains(t, got[0].RestoredPolicy, "2026-11-20T08:00:00Z")
+		assert.Contains(t, got[0].Message, "put back the policy a rotation validated")
+		assert.JSONEq(t, good, keyPolicy(t, r, keyID), "local-kms holds the validated policy again")
+		assert.Equal(t, []string{"PutKeyPolicy"}, r.guard.Calls())
+	})
+	t.Run("a snapshot that lacks the grant too is not put back", func(t *testing.T) {
+		r, keyID := setup(t)
+		store := snapshots(t, r)
+		stale := `{"Version":"2012-10-17","Statement":[` + admin + `]}`
+		require.NoError(t, store.Save(context.Background(), policysnap.Snapshot{KeyARN: keyARNOf(keyID), Policy: stale, ValidatedAt: time.Now()}))
+		require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.False(t, got[0].Undone)
+		assert.Contains(t, got[0].UndoError, "does not let the workspaces use the key either")
+		assert.Empty(t, r.guard.Calls())
+	})
+	t.Run("undo off: a snapshot is not used", func(t *testing.T) {
+		r, keyID := setup(t)
+		r.h.Config.UndoKeyChanges = false
+		store := snapshots(t, r)
+		require.NoError(t, store.Save(context.Background(), policysnap.Snapshot{KeyARN: keyARNOf(keyID),
+			Policy: `{"Version":"2012-10-17","Statement":[` + admin + `,` + grant + `]}`, ValidatedAt: time.Now()}))
+		require.NoError(t, r.h.Handle(context.Background(), fixture(t, "kms-putkeypolicy-cloudtrail.json", keyID)))
+		got := r.atRiskEvents()
+		require.Len(t, got, 1)
+		assert.False(t, got[0].Undone)
+		assert.Contains(t, got[0].Message, "UNDO_KEY_CHANGES is off")
+		assert.Empty(t, r.guard.Calls())
 	})
 	t.Run("the grant kept: nothing published", func(t *testing.T) {
 		r, keyID := setup(t)

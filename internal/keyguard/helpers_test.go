@@ -145,6 +145,13 @@ func (r *recordingKMS) EnableKey(ctx context.Context, in *kms.EnableKeyInput, op
 	return r.Client.EnableKey(ctx, in, opts...)
 }
 
+func (r *recordingKMS) PutKeyPolicy(ctx context.Context, in *kms.PutKeyPolicyInput, opts ...func(*kms.Options)) (*kms.PutKeyPolicyOutput, error) {
+	if err := r.record("PutKeyPolicy"); err != nil {
+		return nil, err
+	}
+	return r.Client.PutKeyPolicy(ctx, in, opts...)
+}
+
 // safeBuffer collects JSON log records without racing the handler's writes.
 type safeBuffer struct {
 	mu sync.Mutex

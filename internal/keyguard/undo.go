@@ -14,6 +14,7 @@ type KeyAPI interface {
 	DescribeKey(ctx context.Context, params *kms.DescribeKeyInput, optFns ...func(*kms.Options)) (*kms.DescribeKeyOutput, error)
 	CancelKeyDeletion(ctx context.Context, params *kms.CancelKeyDeletionInput, optFns ...func(*kms.Options)) (*kms.CancelKeyDeletionOutput, error)
 	EnableKey(ctx context.Context, params *kms.EnableKeyInput, optFns ...func(*kms.Options)) (*kms.EnableKeyOutput, error)
+	PutKeyPolicy(ctx context.Context, params *kms.PutKeyPolicyInput, optFns ...func(*kms.Options)) (*kms.PutKeyPolicyOutput, error)
 }
 
 var _ KeyAPI = (*kms.Client)(nil)
@@ -22,6 +23,7 @@ var _ KeyAPI = (*kms.Client)(nil)
 const (
 	UndoCancelKeyDeletion = "CancelKeyDeletion"
 	UndoEnableKey         = "EnableKey"
+	UndoPutKeyPolicy      = "PutKeyPolicy"
 )
 
 // undoResult is what the undo did. err is the failed call, if any, for the caller to classify.
@@ -31,6 +33,8 @@ type undoResult struct {
 	keyState kmstypes.KeyState
 	problem  string
 	err      error
+	// restoredFrom names the policy a PutKeyPolicy undo put back.
+	restoredFrom string
 }
 
 // undo puts the key back to Enabled. Each step reads the state first, so a redelivered event (or a

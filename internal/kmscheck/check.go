@@ -45,6 +45,9 @@ type Key struct {
 	Spec        string `json:"spec"`
 	Usage       string `json:"usage"`
 	MultiRegion bool   `json:"multi_region"`
+	// Policy is the key policy the check accepted; never put in a state (the key guard's undo reads
+	// it from the snapshot Validate stores: internal/policysnap).
+	Policy string `json:"-"`
 }
 
 // The only policy name KMS has; local-kms requires it to be sent.
@@ -112,7 +115,8 @@ func (c Checker) Check(ctx context.Context, keyARN string, req keypolicy.Require
 		return key, classify(err, "kms:GetKeyPolicy", key.ARN, parsed.Region)
 	}
 	req.KeyARN = key.ARN
-	if err := keypolicy.Check(aws.ToString(pol.Policy), req); err != nil {
+	key.Policy = aws.ToString(pol.Policy)
+	if err := keypolicy.Check(key.Policy, req); err != nil {
 		var rejected *taskerr.KeyPolicyRejected
 		if errors.As(err, &rejected) {
 			return key, taskerr.Errorf[taskerr.KeyPolicyRejected]("key %s: %s", name, rejected.Reason)

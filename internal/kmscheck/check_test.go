@@ -120,8 +120,9 @@ func TestCheckAcceptsAnEnabledSymmetricKeyWithTheVendorPolicy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, kmscheck.Key{
 		ARN: keyARN, KeyID: keyID, Region: "us-west-2", Account: "111122223333", Partition: "aws",
-		State: "Enabled", Spec: "SYMMETRIC_DEFAULT", Usage: "ENCRYPT_DECRYPT",
+		State: "Enabled", Spec: "SYMMETRIC_DEFAULT", Usage: "ENCRYPT_DECRYPT", Policy: key.Policy,
 	}, key)
+	assert.Contains(t, key.Policy, "414351767826", "the accepted policy, for the snapshot Validate stores")
 	assert.Equal(t, []string{"us-west-2"}, regions)
 	assert.Equal(t, []string{"DescribeKey " + keyARN, "GetKeyPolicy " + keyARN + " default"}, f.calls)
 }

@@ -101,6 +101,7 @@ var phases = map[string]string{
 	"Rotated":                       phaseReporting,
 	"RotatedUnreported":             phaseReporting,
 	"FailedUnreported":              phaseReporting,
+	"LockLost":                      phaseReporting,
 	"DescribeOutcome":               phaseReporting,
 	"FailedHow?":                    phaseReporting,
 	"FailedWithoutDescription?":     phaseReporting,

@@ -32,6 +32,9 @@ const maxCause = 30000
 // summaryNames is how many still-down resources a summary names; the count is always exact.
 const summaryNames = 10
 
+// maxSummaryText caps a summary's message and error (statemachine/payload_test.go sums the item).
+const maxSummaryText = 1024
+
 // Input is what the BuildReport task receives.
 type Input struct {
 	Kind string                 `json:"kind"`
@@ -107,11 +110,13 @@ func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
 		d = bounded(d)
 		r.Detail = d
 	}
-	r.Summary = &rotation.Summary{WorkspaceID: d.WorkspaceID, Outcome: d.Outcome, Message: d.Message,
+	// The summary is the workspace's item in the Map's result, beside every other workspace's in the
+	// top-level state: its texts are capped (the event carries them whole).
+	r.Summary = &rotation.Summary{WorkspaceID: d.WorkspaceID, Outcome: d.Outcome, Message: truncate(d.Message, maxSummaryText),
 		StillDownCount: max(d.StillDownCount, len(d.StillDown)), StillDownUnknown: d.StillDownUnknown,
 		Patched: in.Run != nil && in.Run.Patch != nil}
 	if d.Error != nil {
-		r.Summary.Error = d.Error.Type + ": " + d.Error.Message
+		r.Summary.Error = truncate(d.Error.Type+": "+d.Error.Message, maxSummaryText)
 	}
 	for i, ref := range d.StillDown {
 		if i == summaryNames {

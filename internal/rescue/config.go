@@ -12,6 +12,7 @@ const (
 	EnvRotationStateMachineARN = "ROTATION_STATE_MACHINE_ARN"
 	EnvLockTableName           = "LOCK_TABLE_NAME"
 	EnvInventoryBucket         = "INVENTORY_BUCKET"
+	EnvReminderStateMachineARN = "REMINDER_STATE_MACHINE_ARN"
 )
 
 // Config is the rescue function's configuration, read once from the environment.
@@ -27,6 +28,11 @@ type Config struct {
 	// InventoryBucket is where large inventories are stored (INVENTORY_BUCKET, optional). Only
 	// references into this bucket are read; without it, references are reported as they are.
 	InventoryBucket string
+	// ReminderStateMachineARN is the retirement reminder the rescue starts for an execution it ends
+	// after a workspace PATCH took (REMINDER_STATE_MACHINE_ARN, required: the key guard reads the
+	// reminders to know which previous keys are still in use, so a missing one is a key left
+	// unwatched).
+	ReminderStateMachineARN string
 }
 
 var (
@@ -56,6 +62,7 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		RotationStateMachineARN: get(EnvRotationStateMachineARN),
 		LockTableName:           get(EnvLockTableName),
 		InventoryBucket:         get(EnvInventoryBucket),
+		ReminderStateMachineARN: get(EnvReminderStateMachineARN),
 	}
 	var problems []string
 	check := func(name, value string, re *regexp.Regexp, what string) {
@@ -68,6 +75,8 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	}
 	check(EnvEventBusName, cfg.EventBusName, eventBusRE, "an event bus name or ARN")
 	check(EnvRotationStateMachineARN, cfg.RotationStateMachineARN, stateMachineARNRE,
+		"a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)")
+	check(EnvReminderStateMachineARN, cfg.ReminderStateMachineARN, stateMachineARNRE,
 		"a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)")
 	check(EnvLockTableName, cfg.LockTableName, tableRE, "a DynamoDB table name")
 	if cfg.InventoryBucket != "" && !bucketRE.MatchString(cfg.InventoryBucket) {

@@ -12,7 +12,8 @@ import (
 func TestLoadConfigReadsEveryVariable(t *testing.T) {
 	cfg, err := rescue.LoadConfig(testEnv(map[string]string{rescue.EnvLockTableName: " " + lockTable + " "}))
 	require.NoError(t, err)
-	assert.Equal(t, rescue.Config{EventBusName: eventBus, RotationStateMachineARN: rotationARN, LockTableName: lockTable, InventoryBucket: bucket}, cfg)
+	assert.Equal(t, rescue.Config{EventBusName: eventBus, RotationStateMachineARN: rotationARN, LockTableName: lockTable, InventoryBucket: bucket,
+		ReminderStateMachineARN: reminderARN}, cfg)
 }
 
 func TestLoadConfigLeavesTheInventoryBucketOptional(t *testing.T) {
@@ -25,8 +26,8 @@ func TestLoadConfigNamesEveryMissingVariable(t *testing.T) {
 	_, err := rescue.LoadConfig(func(string) (string, bool) { return "", false })
 	var cfgErr *rescue.ConfigError
 	require.ErrorAs(t, err, &cfgErr)
-	assert.Len(t, cfgErr.Problems, 3)
-	for _, name := range []string{"EVENT_BUS_NAME", "ROTATION_STATE_MACHINE_ARN", "LOCK_TABLE_NAME"} {
+	assert.Len(t, cfgErr.Problems, 4)
+	for _, name := range []string{"EVENT_BUS_NAME", "ROTATION_STATE_MACHINE_ARN", "REMINDER_STATE_MACHINE_ARN", "LOCK_TABLE_NAME"} {
 		assert.Contains(t, err.Error(), name+" is required")
 	}
 }

@@ -3,6 +3,7 @@ package rescue
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -137,4 +138,32 @@ func TestEveryWorkspaceIterationEndsInAPassStateThatOutputsItsOutcome(t *testing
 			assert.NotContains(t, s.Parameters, "workspace.$", "%s %s: an outcome that carries the run would read as a running iteration", mapName, name)
 		}
 	}
+}
+
+func TestTheRescueNamesTheReminderAsTheDefinitionDoes(t *testing.T) {
+	var found []aslState
+	files, err := filepath.Glob("../../statemachine/*.asl.json")
+	require.NoError(t, err)
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		require.NoError(t, err)
+		var def struct {
+			States map[string]aslState `json:"States"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &def))
+		if s, ok := def.States["ScheduleRetirementReminder"]; ok {
+			found = append(found, s)
+		}
+	}
+	require.Len(t, found, 1, "one state schedules the reminder")
+	s := found[0]
+	assert.Equal(t, "States.Format('retire-{}', States.Hash($$.Execution.Name, 'SHA-256'))", s.Parameters["Name.$"],
+		"ReminderName computes this name: change both together")
+	assert.Equal(t, "${RetirementReminderStateMachineArn}", s.Parameters["StateMachineArn"])
+	input, _ := s.Parameters["Input"].(map[string]any)
+	assert.Equal(t, map[string]any{"execution.$": "$$.Execution.Name", "key_arn.$": "$.plan.key_arn",
+		"key_config_id.$": "$.key_config.key_config_id", "workspaces.$": "$.results"}, input,
+		"reminderInput has this shape, and history reads $.plan.key_arn and $.key_config.key_config_id")
+	assert.Equal(t, "retire-"+"a591a6d40bf420404a011733cfb7b190d62c65bf0bcda32b57b277d9ad9f146e", ReminderName("Hello World"),
+		"SHA-256 of the name, lower-case hex, as States.Hash prints it")
 }

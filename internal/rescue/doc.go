@@ -17,7 +17,9 @@
 // ParseEvent checks it again and ignores anything else). It confirms with DescribeExecution that the
 // execution is still closed (a redriven execution runs again and will report for itself; it runs
 // without the locks released below, so its StopCompute and PatchWorkspace take the workspace's lock
-// again first, or refuse with WorkspaceBusy: wslock.Guard), reads the
+// again first, or refuse with WorkspaceBusy: wslock.Guard, and the iteration then ends in LockLost
+// without Compensate; TestARedrivenExecutionWhoseLockWasTakenRefusesWithoutTouchingTheWorkspace in
+// internal/rig), reads the
 // whole execution history, and rebuilds each workspace's iteration from it:
 //
 //   - every state input and output of an iteration is the workspace's run (rotation.WorkspaceRun,

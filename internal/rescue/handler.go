@@ -56,6 +56,8 @@ type Handler struct {
 	History    HistoryAPI
 	Events     PutEventsAPI
 	Locks      LockReleaser
+	// Reminders starts the retirement reminder of an execution that ended after a PATCH took.
+	Reminders StartExecutionAPI
 	// Inventories reads inventories stored in Config.InventoryBucket; nil reports references as
 	// they are.
 	Inventories InventoryLoader
@@ -130,6 +132,17 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 		}
 	}
 
+	// Before the locks go, like the events: a failed start is retried with the whole invocation, and
+	// the reminder keeps the key guard watching the previous key of every patched workspace.
+	reminder := ""
+	if in := reminderOf(hist, req, dryRun); in != nil {
+		name, err := h.scheduleReminder(ctx, in)
+		if err != nil {
+			return h.failed(ctx, log, "start the retirement reminder "+name, err)
+		}
+		reminder = name
+	}
+
 	lockIDs := slices.Clone(req.ids)
 	for _, id := range append(hist.lockIDs, hist.order...) {
 		if !slices.Contains(lockIDs, id) {
@@ -142,7 +155,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 	}
 
 	attrs := []any{"history_events", hist.events, "iterations_started", hist.iterationsStarted, "dry_run", dryRun,
-		"compute_possibly_down", downIDs, "other_reported", otherIDs, "locks_released", released.Released}
+		"compute_possibly_down", downIDs, "other_reported", otherIDs, "retirement_reminder", reminder, "locks_released", released.Released}
 	if len(downIDs) > 0 {
 		log.ErrorContext(ctx, "rotation execution ended with compute possibly stopped; Rotation Failed published", attrs...)
 	} else {

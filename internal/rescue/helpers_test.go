@@ -64,6 +64,7 @@ func testEnv(extra map[string]string) func(string) (string, bool) {
 		rescue.EnvRotationStateMachineARN: rotationARN,
 		rescue.EnvLockTableName:           lockTable,
 		rescue.EnvInventoryBucket:         bucket,
+		rescue.EnvReminderStateMachineARN: reminderARN,
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -125,6 +126,7 @@ func newRig(t *testing.T) *rig {
 		History:     r.sfn,
 		Events:      eventbridge.New(eventbridge.Options{Region: region, BaseEndpoint: aws.String(fake.URL()), Credentials: creds}),
 		Locks:       r.locks,
+		Reminders:   r.sfn,
 		Inventories: &invstore.Store{S3: r.s3, Bucket: bucket},
 		Log:         slog.New(slog.NewJSONHandler(r.logs, nil)),
 	}

@@ -51,7 +51,9 @@ type iteration struct {
 	lastState string
 	entered   map[string]bool
 	// outcome is what the state that ended the iteration output; empty while it had not ended.
+	// result is that whole output: the element the Map would have put in $.results.
 	outcome string
+	result  json.RawMessage
 	// reported is set once a Publish* state of the iteration exited without a publish_error.
 	reported bool
 }
@@ -65,10 +67,13 @@ type history struct {
 	lockIDs []string
 	// rejectionReported is set when PublishRejection published Rotation Rejected.
 	rejectionReported bool
-	iterationsStarted int
-	events            int
-	iterations        map[string]*iteration
-	order             []string // workspace ids, in the order their iterations appeared
+	// keyARN and keyConfigID are the plan's key and the registered key configuration
+	// ($.plan.key_arn, $.key_config.key_config_id), for the retirement reminder.
+	keyARN, keyConfigID string
+	iterationsStarted   int
+	events              int
+	iterations          map[string]*iteration
+	order               []string // workspace ids, in the order their iterations appeared
 }
 
 // readHistory reads the whole history of an execution, oldest first, one page at a time.
@@ -105,7 +110,7 @@ func (h *history) event(ev *types.HistoryEvent) {
 			// A workspace goes through two Maps when the rotation needed an approval: the read-only
 			// plan (ending PLANNED) and then the rotation. A state entered with its run means an
 			// iteration under way, whatever an earlier Map's iteration ended with.
-			it.outcome = ""
+			it.outcome, it.result = "", nil
 			it.run, it.lastState = input, name
 			it.entered[name] = true
 		}
@@ -121,7 +126,8 @@ func (h *history) event(ev *types.HistoryEvent) {
 			return
 		}
 		if id := idString(doc.WorkspaceID); id != "" && doc.Outcome != "" {
-			h.iteration(id).outcome = doc.Outcome
+			it := h.iteration(id)
+			it.outcome, it.result = doc.Outcome, json.RawMessage(output)
 			return
 		}
 		// A top-level state: the document is the execution's state.
@@ -131,6 +137,12 @@ func (h *history) event(ev *types.HistoryEvent) {
 					h.lockIDs = append(h.lockIDs, id)
 				}
 			}
+		}
+		if doc.Plan != nil && doc.Plan.KeyARN != "" {
+			h.keyARN = doc.Plan.KeyARN
+		}
+		if doc.KeyConfig != nil && doc.KeyConfig.KeyConfigID != "" {
+			h.keyConfigID = doc.KeyConfig.KeyConfigID
 		}
 		if name == statePublishRejection && isNull(doc.PublishError) {
 			h.rejectionReported = true
@@ -164,6 +176,13 @@ type stateDoc struct {
 		WorkspaceIDs []json.RawMessage `json:"workspace_ids"`
 	} `json:"lock"`
 	PublishError json.RawMessage `json:"publish_error"`
+	// Plan and KeyConfig are the Validate and RegisterKeyConfig results of the top level.
+	Plan *struct {
+		KeyARN string `json:"key_arn"`
+	} `json:"plan"`
+	KeyConfig *struct {
+		KeyConfigID string `json:"key_config_id"`
+	} `json:"key_config"`
 }
 
 // parseDoc reads a state document. A field of an unexpected type is left out (encoding/json goes

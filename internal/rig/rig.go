@@ -64,6 +64,9 @@ var (
 	TriggerFunction = Function{"TriggerFunction", "trigger"}
 	// KeyAgeCheckFunction runs on a schedule in AWS; the rig starts it only with Options.KeyAgeCheck.
 	KeyAgeCheckFunction = Function{"KeyAgeCheckFunction", "key-age-check"}
+	// RescueFunction receives the rotation's status changes in AWS; the rig starts it only with
+	// Options.Rescue, and Rig.Rescue hands it one.
+	RescueFunction = Function{"RescueFunction", "rescue"}
 )
 
 // Options configure a rig.
@@ -98,6 +101,8 @@ type Options struct {
 	KMSProxy bool
 	// KeyAgeCheck starts the scheduled KeyAgeCheckFunction too (Rig.CheckKeyAge runs it).
 	KeyAgeCheck bool
+	// Rescue starts the RescueFunction too (Rig.Rescue delivers an execution's end to it).
+	Rescue bool
 	// Log receives the functions' log lines live; nil discards them (they stay in Function.Logs).
 	Log io.Writer
 	// Logger receives the engine's own diagnostics.
@@ -255,6 +260,19 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 			env[k] = v
 		}
 		if _, err := r.startFunction(ctx, opts, tools, KeyAgeCheckFunction, env); err != nil {
+			return nil, err
+		}
+	}
+
+	if opts.Rescue {
+		env := map[string]string{
+			"AWS_ENDPOINT_URL_SFN": r.AWS.URL(), "ROTATION_STATE_MACHINE_ARN": r.RotationARN,
+			"REMINDER_STATE_MACHINE_ARN": r.ReminderARN,
+		}
+		for k, v := range taskEnv {
+			env[k] = v
+		}
+		if _, err := r.startFunction(ctx, opts, tools, RescueFunction, env); err != nil {
 			return nil, err
 		}
 	}

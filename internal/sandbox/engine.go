@@ -186,7 +186,7 @@ type engineLine struct {
 	Status    string          `json:"status"`
 }
 
-func (r *EngineRunner) job(execution awsfake.Execution) ([]byte, error) {
+func (r *EngineRunner) job(execution awsfake.Execution, definition, input json.RawMessage) ([]byte, error) {
 	lambdas := make(map[string]any, len(r.cfg.Lambdas))
 	for arn, urls := range r.cfg.Lambdas {
 		if len(urls) == 1 {
@@ -196,12 +196,11 @@ func (r *EngineRunner) job(execution awsfake.Execution) ([]byte, error) {
 		}
 	}
 	smName := execution.StateMachineArn[strings.LastIndex(execution.StateMachineArn, ":")+1:]
-	input := json.RawMessage(execution.Input)
 	if len(bytes.TrimSpace(input)) == 0 {
 		input = json.RawMessage("{}")
 	}
 	return json.Marshal(engineJob{
-		Definition: r.definition,
+		Definition: definition,
 		Input:      input,
 		Context: jobContext{
 			Execution: map[string]string{
@@ -221,7 +220,15 @@ func (r *EngineRunner) job(execution awsfake.Execution) ([]byte, error) {
 
 // Run runs one execution to its end in a node process. Cancelling ctx aborts it.
 func (r *EngineRunner) Run(ctx context.Context, execution awsfake.Execution) (string, *awsfake.ExecError) {
-	job, err := r.job(execution)
+	r.mu.Lock()
+	r.timelines[execution.ExecutionArn] = Timeline{}
+	r.mu.Unlock()
+	return r.runJob(ctx, execution, r.definition, json.RawMessage(execution.Input))
+}
+
+// runJob runs definition with input as the execution, adding to its timeline and history.
+func (r *EngineRunner) runJob(ctx context.Context, execution awsfake.Execution, definition, input json.RawMessage) (string, *awsfake.ExecError) {
+	job, err := r.job(execution, definition, input)
 	if err != nil {
 		return "", &awsfake.ExecError{Error: "Sandbox.EngineError", Cause: "build job: " + err.Error()}
 	}
@@ -230,9 +237,6 @@ func (r *EngineRunner) Run(ctx context.Context, execution awsfake.Execution) (st
 			r.log.Warn("sandbox: keep engine job", "err", err)
 		}
 	}
-	r.mu.Lock()
-	r.timelines[execution.ExecutionArn] = Timeline{}
-	r.mu.Unlock()
 
 	stdout, stdoutW := io.Pipe()
 	stderr := &lineBuffer{notify: func(line string) {

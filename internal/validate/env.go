@@ -3,13 +3,16 @@ package validate
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
 	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
 	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
 	"github.com/acme/databricks-cmk-rotator/internal/wire"
 )
 
@@ -20,6 +23,8 @@ const (
 	EnvAllowMissingCondition   = "ALLOW_POLICY_WITHOUT_ACCOUNT_CONDITION"
 	// EnvGovCloudShard overrides the GovCloud shard (civilian or dod) derived from DATABRICKS_HOST.
 	EnvGovCloudShard = "DATABRICKS_GOVCLOUD_SHARD"
+	// EnvInventoryBucket is where the accepted key policy is kept (internal/policysnap); optional.
+	EnvInventoryBucket = "INVENTORY_BUCKET"
 )
 
 // MaxQuietWindowSeconds matches the template's MaxValue for StorageQuietWindowSeconds: a longer
@@ -57,5 +62,12 @@ func FromEnv(ctx context.Context, lookup wire.Lookup, awsCfg aws.Config) (*Task,
 	checker := kmscheck.Checker{ClientFor: func(region string) kmscheck.API {
 		return kms.NewFromConfig(awsCfg, func(o *kms.Options) { o.Region = region })
 	}}
-	return &Task{Keys: checker, Account: account, Settings: settings}, nil
+	task := &Task{Keys: checker, Account: account, Settings: settings, Log: wire.Logger()}
+	if bucket, _ := lookup(EnvInventoryBucket); strings.TrimSpace(bucket) != "" {
+		_, localS3 := lookup("AWS_ENDPOINT_URL_S3")
+		// A local S3 endpoint (the sandbox) has no per-bucket DNS names: address buckets by path there.
+		task.Snapshots = &policysnap.Store{Bucket: strings.TrimSpace(bucket),
+			S3: s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.UsePathStyle = localS3 })}
+	}
+	return task, nil
 }

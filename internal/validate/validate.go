@@ -2,7 +2,8 @@
 //
 // Order matters for the operator reading a rejection: the input itself, then each workspace (exists,
 // RUNNING, in the key's region), then the key (usable, policy lets Databricks in), then the storage
-// rule. Nothing here writes to Databricks or KMS.
+// rule. Nothing here writes to Databricks or KMS; the key policy it accepts is kept as a snapshot
+// (internal/policysnap) for the key guard's undo of a PutKeyPolicy.
 package validate
 
 import (
@@ -10,15 +11,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
 	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
 	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
 	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
@@ -52,7 +56,20 @@ type Task struct {
 	Keys     KeyChecker
 	Account  Account
 	Settings Settings
+	// Snapshots keeps the key policy a validation accepted (nil: none kept). A failed save is
+	// logged, not returned: the snapshot serves the key guard's optional undo, and a rotation must not
+	// wait on it.
+	Snapshots PolicySaver
+	Log       *slog.Logger
+	Now       func() time.Time
 }
+
+// PolicySaver stores the key policy a validation accepted.
+type PolicySaver interface {
+	Save(ctx context.Context, snap policysnap.Snapshot) error
+}
+
+var _ PolicySaver = (*policysnap.Store)(nil)
 
 // Input is the task input: the execution input exactly as the operator or the trigger wrote it
 // ($$.Execution.Input), whatever other tasks have added to the state since.
@@ -106,6 +123,7 @@ func (t *Task) Validate(ctx context.Context, req rotation.Request) (rotation.Pla
 	if err != nil {
 		return rotation.Plan{}, err
 	}
+	t.snapshot(ctx, key)
 
 	configs, err := t.Account.ListKeyConfigs(ctx)
 	if err != nil {
@@ -290,4 +308,22 @@ func orUnknown(s string) string {
 		return "unknown"
 	}
 	return s
+}
+
+// snapshot keeps the policy the check accepted: the last one known to let Databricks use the key.
+func (t *Task) snapshot(ctx context.Context, key kmscheck.Key) {
+	if t.Snapshots == nil || key.Policy == "" {
+		return
+	}
+	now := time.Now
+	if t.Now != nil {
+		now = t.Now
+	}
+	if err := t.Snapshots.Save(ctx, policysnap.Snapshot{KeyARN: key.ARN, Policy: key.Policy, ValidatedAt: now().UTC()}); err != nil {
+		log := t.Log
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		log.WarnContext(ctx, "key policy snapshot not stored; the key guard cannot restore this policy", "key_arn", key.ARN, "error", err.Error())
+	}
 }

@@ -43,6 +43,7 @@ func (k *keyChecker) Check(_ context.Context, arn string, req keypolicy.Requirem
 	key := kmscheck.Key{ARN: arn, Region: parsed.Region, Partition: parsed.Partition, State: "Enabled"}
 	if k.policy != "" {
 		req.KeyARN = arn
+		key.Policy = k.policy
 		return key, keypolicy.Check(k.policy, req)
 	}
 	return key, k.err
