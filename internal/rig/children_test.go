@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 
 	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
 	"github.com/acme/databricks-cmk-rotator/internal/rig"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
 	"github.com/databricks/databricks-sdk-go/service/compute"
 )
 
@@ -97,6 +100,89 @@ func TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions(t *testing.
 	assert.NotContains(t, configs, rig.OldKeyConfigID)
 	assert.Empty(t, s.rig.AWS.Items(rig.LockTable), "every workspace lock was released")
 	assert.Len(t, s.events("Previous Key Retirable"), 1, "one reminder for the request")
+	assertStateBoundedAtTheCap(t, s.rig.Timeline(arn), n)
+}
+
+// payloadQuota is Step Functions' limit on a state's input or output (256 KiB).
+const payloadQuota = 262144
+
+// widest pads a per-workspace value to the longest it can be in AWS: names of 64 characters,
+// 19-digit workspace ids, ARNs of the longest partition and region (GovCloud) and status words of
+// the longest outcome.
+func widest(v any, key string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, e := range x {
+			out[k] = widest(e, k)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = widest(e, key)
+		}
+		return out
+	case string:
+		switch {
+		case key == "workspace_name" || key == "deployment_name":
+			return strings.Repeat("n", 64)
+		case key == "outcome":
+			return "ROTATED_COMPUTE_DOWN"
+		case strings.HasPrefix(x, "arn:aws:"):
+			return strings.Replace(strings.Replace(x, "arn:aws:", "arn:aws-us-gov:", 1), ":us-west-2:", ":us-gov-west-1:", 1)
+		case len(x) == 16 && strings.Trim(x, "0123456789") == "":
+			return x + "000"
+		}
+	}
+	return v
+}
+
+// assertStateBoundedAtTheCap extrapolates the request execution's largest state from n workspaces
+// to rotation.MaxWorkspacesPerRequest: every array of n elements in it is per-workspace (plan,
+// results, their summary, the lock, the collected outcomes), the rest is fixed. Each element is
+// counted at its largest, widened to the longest names, ids and ARNs AWS and Databricks allow
+// (widest), so the bound holds for any request at the cap whose workspaces all rotate. A workspace
+// that FAILED or left compute down also carries its report's summary (bounded by internal/report):
+// that case is not covered here.
+func assertStateBoundedAtTheCap(t *testing.T, tl sandbox.Timeline, n int) {
+	t.Helper()
+	var largest json.RawMessage
+	for _, ev := range tl {
+		for _, doc := range []json.RawMessage{ev.Input, ev.Output} {
+			if len(doc) > len(largest) {
+				largest = doc
+			}
+		}
+	}
+	var doc any
+	require.NoError(t, json.Unmarshal(largest, &doc))
+	perWorkspace := 0
+	var strip func(v any) any
+	strip = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, e := range x {
+				x[k] = strip(e)
+			}
+		case []any:
+			if len(x) == n {
+				most := 0
+				for _, e := range x {
+					b, _ := json.Marshal(widest(e, ""))
+					most = max(most, len(b)+1)
+				}
+				perWorkspace += most
+				return []any{}
+			}
+		}
+		return v
+	}
+	fixed, _ := json.Marshal(strip(doc))
+	bound := len(fixed) + rotation.MaxWorkspacesPerRequest*perWorkspace
+	t.Logf("largest state of the request's execution: %d bytes at %d workspaces (%d fixed, at most %d per workspace); at %d workspaces at most %d bytes of %d",
+		len(largest), n, len(fixed), perWorkspace, rotation.MaxWorkspacesPerRequest, bound, payloadQuota)
+	assert.Less(t, bound, payloadQuota, "the request's state could exceed the payload quota at the cap")
 }
 
 func TestAChildExecutionThatEndsBadlyLeavesTheOtherWorkspacesRotating(t *testing.T) {
