@@ -13,7 +13,7 @@ import { StateMachine, ExecutionAbortedError, ExecutionError, ExecutionTimeoutEr
 import { expandOverrides, statesByName } from './lib/asl.mjs';
 import { JobError, SandboxFault } from './lib/errors.mjs';
 import { invokeLambda, lambdaInvokeIntegration } from './lib/lambda.mjs';
-import { putEvents, startExecution, startExecutionSync, waitForTaskToken } from './lib/aws.mjs';
+import { putEvents, startExecution, startExecutionSync, stopRunningChildren, waitForTaskToken } from './lib/aws.mjs';
 
 const PUT_EVENTS = 'arn:aws:states:::events:putEvents';
 const START_EXECUTION = 'arn:aws:states:::states:startExecution';
@@ -201,6 +201,10 @@ async function main() {
       result.error = 'Sandbox.EngineError';
       result.cause = err?.stack ?? String(err);
     }
+  }
+  if (result.status !== 'SUCCEEDED') {
+    // Step Functions stops the children a .sync task waits for when their parent ends badly.
+    await stopRunningChildren(job.aws_endpoint, `the parent execution ended ${result.status}`);
   }
   // The event log closes with the execution's last event; do not hang on it if it never does.
   await Promise.race([pump, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

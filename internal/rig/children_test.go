@@ -251,3 +251,22 @@ func TestAChildExecutionThatEndsBadlyLeavesTheOtherWorkspacesRotating(t *testing
 	assert.Contains(t, exec.Cause, "workspace "+victim+": FAILED")
 	assert.Empty(t, s.rig.AWS.Items(rig.LockTable), "the request's execution released every lock it took")
 }
+
+func TestStoppingTheRequestStopsTheChildExecutionsItWaitsFor(t *testing.T) {
+	const n = 2
+	s := start(t, func(o *rig.Options) {
+		withExtraWorkspaces(n)(o)
+		o.FunctionEnv = map[string]string{"MAX_CONCURRENT_WORKSPACES": fmt.Sprint(n)}
+	})
+	arn := s.startInput(map[string]any{"workspace_ids": extraIDs(n), "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
+	require.Eventually(t, func() bool { return len(s.rig.Children(arn)) == n }, time.Minute, 10*time.Millisecond)
+	for _, c := range s.rig.Children(arn) {
+		s.waitForState(c.ExecutionArn, "StopCompute")
+	}
+	_, err := s.rig.SFN.StopExecution(s.ctx, &sfn.StopExecutionInput{ExecutionArn: aws.String(arn)})
+	require.NoError(t, err)
+	s.rig.WaitForAll(s.ctx)
+	for _, c := range s.rig.Children(arn) {
+		assert.Equal(t, awsfake.StatusAborted, c.Status, "%s: a .sync child is stopped with its parent, as in Step Functions", c.Name)
+	}
+}

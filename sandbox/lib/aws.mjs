@@ -93,8 +93,30 @@ export async function startExecution(endpoint, params) {
  * TIMED_OUT or ABORTED fails the task with States.TaskFailed and that answer as the Cause, which is
  * what a Catch on the parent's Task receives in AWS. pollMs is how often the child is described.
  */
+const runningChildren = new Set();
+
+/**
+ * Stops every child a .sync task is still waiting for, as Step Functions does when the parent
+ * execution is stopped, times out or fails: the engine calls it when its execution ends otherwise
+ * than SUCCEEDED. A child that already ended answers with an error, which is ignored.
+ */
+export async function stopRunningChildren(endpoint, cause) {
+  const arns = [...runningChildren];
+  runningChildren.clear();
+  await Promise.allSettled(arns.map((executionArn) => call(endpoint, 'states', 'StopExecution', { executionArn, cause })));
+}
+
 export async function startExecutionSync(endpoint, params, { parseJson, pollMs = 100 } = {}) {
   const started = await startExecution(endpoint, params);
+  runningChildren.add(started.ExecutionArn);
+  try {
+    return await pollChild(endpoint, started, parseJson, pollMs);
+  } finally {
+    runningChildren.delete(started.ExecutionArn);
+  }
+}
+
+async function pollChild(endpoint, started, parseJson, pollMs) {
   for (;;) {
     const d = await call(endpoint, 'states', 'DescribeExecution', { executionArn: started.ExecutionArn });
     if (d.status !== 'RUNNING' && d.status !== 'PENDING_REDRIVE') {
