@@ -15,12 +15,15 @@ import (
 
 var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
-// MaxWorkspacesPerRequest bounds one request. Each workspace rotates in its own child execution,
-// but the request's execution still carries the plan of every workspace and one small result per
-// workspace (twice, once summarised): at this cap its largest state stays under the 256 KiB payload
-// quota and its history far under 25,000 events (internal/rig TestTheRequestExecutionStaysBounded*,
-// statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more requests.
-const MaxWorkspacesPerRequest = 200
+// MaxWorkspacesPerRequest bounds one request. LockWorkspaces takes every workspace's lock at once,
+// all or none, in one DynamoDB transaction, which holds at most 100 items. And although each
+// workspace rotates in its own child execution, the request's execution still carries the plan of
+// every workspace and one small result per workspace (twice, once summarised): at this cap its
+// largest state stays well under the 256 KiB payload quota (internal/rig
+// TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions) and its history under 25,000
+// events (statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more
+// requests.
+const MaxWorkspacesPerRequest = 100
 
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
 // accept "WORKSPACE_IDS").
