@@ -53,8 +53,8 @@ func TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions(t *testing.
 	const n = 30
 	s := start(t, func(o *rig.Options) {
 		withExtraWorkspaces(n)(o)
-		o.FunctionEnv = map[string]string{"MAX_CONCURRENT_WORKSPACES": "10"}
-		o.Instances = 3
+		o.FunctionEnv = map[string]string{"MAX_CONCURRENT_WORKSPACES": "30"}
+		o.Instances = 4
 	})
 	began := time.Now()
 	arn := s.startInput(map[string]any{"workspace_ids": extraIDs(n), "key_arn": s.rig.KeyARN(rig.AliasTargetKeyID)})
