@@ -1,6 +1,6 @@
 // Runs ONE execution of an ASL definition in aws-local-stepfunctions, with every Task served by
 // the sandbox: Lambda ARNs by their function under aws-lambda-rie, events:putEvents and
-// states:startExecution by the local AWS endpoint.
+// states:startExecution (request-response, .sync and .sync:2) by the local AWS endpoint.
 //
 //   node sandbox/engine.mjs < job.json
 //
@@ -13,10 +13,13 @@ import { StateMachine, ExecutionAbortedError, ExecutionError, ExecutionTimeoutEr
 import { expandOverrides, statesByName } from './lib/asl.mjs';
 import { JobError, SandboxFault } from './lib/errors.mjs';
 import { invokeLambda, lambdaInvokeIntegration } from './lib/lambda.mjs';
-import { putEvents, startExecution, waitForTaskToken } from './lib/aws.mjs';
+import { putEvents, startExecution, startExecutionSync, stopRunningChildren, waitForTaskToken } from './lib/aws.mjs';
 
 const PUT_EVENTS = 'arn:aws:states:::events:putEvents';
 const START_EXECUTION = 'arn:aws:states:::states:startExecution';
+// Nested executions waited for: .sync keeps the child's Input/Output as JSON text, .sync:2 parses them.
+const START_EXECUTION_SYNC = 'arn:aws:states:::states:startExecution.sync';
+const START_EXECUTION_SYNC2 = 'arn:aws:states:::states:startExecution.sync:2';
 const LAMBDA_INVOKE = 'arn:aws:states:::lambda:invoke';
 const LAMBDA_INVOKE_WAIT = 'arn:aws:states:::lambda:invoke.waitForTaskToken';
 
@@ -72,6 +75,9 @@ function taskHandlers(byName, job) {
       handlers[name] = (input) => putEvents(job.aws_endpoint, input, job.context);
     } else if (resource === START_EXECUTION) {
       handlers[name] = (input) => startExecution(job.aws_endpoint, input);
+    } else if (resource === START_EXECUTION_SYNC || resource === START_EXECUTION_SYNC2) {
+      const parseJson = resource === START_EXECUTION_SYNC2;
+      handlers[name] = (input) => startExecutionSync(job.aws_endpoint, input, { parseJson });
     } else {
       unsupported.push(`${name}: ${resource}`);
     }
@@ -79,7 +85,7 @@ function taskHandlers(byName, job) {
   if (unsupported.length) {
     throw new JobError(
       `the sandbox cannot serve these Task resources (a Lambda ARN must be a key of job.lambdas; ` +
-        `supported integrations: ${[LAMBDA_INVOKE, LAMBDA_INVOKE_WAIT, PUT_EVENTS, START_EXECUTION].join(', ')}):\n  ${unsupported.join('\n  ')}`,
+        `supported integrations: ${[LAMBDA_INVOKE, LAMBDA_INVOKE_WAIT, PUT_EVENTS, START_EXECUTION, START_EXECUTION_SYNC, START_EXECUTION_SYNC2].join(', ')}):\n  ${unsupported.join('\n  ')}`,
     );
   }
   return handlers;
@@ -195,6 +201,10 @@ async function main() {
       result.error = 'Sandbox.EngineError';
       result.cause = err?.stack ?? String(err);
     }
+  }
+  if (result.status !== 'SUCCEEDED') {
+    // Step Functions stops the children a .sync task waits for when their parent ends badly.
+    await stopRunningChildren(job.aws_endpoint, `the parent execution ended ${result.status}`);
   }
   // The event log closes with the execution's last event; do not hang on it if it never does.
   await Promise.race([pump, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);

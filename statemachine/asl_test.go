@@ -58,6 +58,15 @@ func walk(d definition, visit func(name string, s state)) {
 	}
 }
 
+// walkRotation visits every state of a rotation: the request's execution (rotation.asl.json) and
+// the one execution per workspace it starts (workspace-rotation.asl.json).
+func walkRotation(t *testing.T, visit func(name string, s state)) {
+	t.Helper()
+	for _, file := range []string{"rotation.asl.json", "workspace-rotation.asl.json"} {
+		walk(load(t, file), visit)
+	}
+}
+
 var lambdaResource = regexp.MustCompile(`^\$\{([A-Za-z]+)FunctionArn\}$`)
 
 // Names Step Functions and AWS integrations produce themselves, not our Go code.
@@ -72,7 +81,7 @@ func isPlatformError(name string) bool {
 
 func TestEveryMatchedErrorNameIsATaskErrorType(t *testing.T) {
 	known := taskerr.Names(taskerr.All)
-	walk(load(t, "rotation.asl.json"), func(name string, s state) {
+	walkRotation(t, func(name string, s state) {
 		for _, m := range append(slices.Clone(s.Retry), s.Catch...) {
 			for _, e := range m.ErrorEquals {
 				if !isPlatformError(e) {
@@ -84,7 +93,7 @@ func TestEveryMatchedErrorNameIsATaskErrorType(t *testing.T) {
 }
 
 func TestEveryLambdaTaskRetriesTransientErrorsAndLambdaServiceErrors(t *testing.T) {
-	walk(load(t, "rotation.asl.json"), func(name string, s state) {
+	walkRotation(t, func(name string, s state) {
 		if s.Type != "Task" || !lambdaResource.MatchString(s.Resource) {
 			return
 		}
@@ -100,7 +109,7 @@ func TestEveryLambdaTaskRetriesTransientErrorsAndLambdaServiceErrors(t *testing.
 
 func TestNoValidationErrorIsRetried(t *testing.T) {
 	validation := taskerr.Names(taskerr.Validation)
-	walk(load(t, "rotation.asl.json"), func(name string, s state) {
+	walkRotation(t, func(name string, s state) {
 		for _, r := range s.Retry {
 			for _, e := range r.ErrorEquals {
 				assert.NotContains(t, validation, e, "state %s retries %s, which cannot succeed on a retry", name, e)
@@ -110,7 +119,7 @@ func TestNoValidationErrorIsRetried(t *testing.T) {
 }
 
 func TestEveryLambdaTaskCatchesEverything(t *testing.T) {
-	walk(load(t, "rotation.asl.json"), func(name string, s state) {
+	walkRotation(t, func(name string, s state) {
 		if s.Type != "Task" {
 			return
 		}
@@ -131,7 +140,7 @@ func TestEveryInvokedFunctionIsBuiltFromFunctionsDir(t *testing.T) {
 	}
 	makefile, err := os.ReadFile("../Makefile")
 	require.NoError(t, err)
-	walk(load(t, "rotation.asl.json"), func(name string, s state) {
+	walkRotation(t, func(name string, s state) {
 		m := lambdaResource.FindStringSubmatch(s.Resource)
 		if m == nil {
 			return
@@ -170,4 +179,5 @@ func TestEveryTransitionTargetsAStateInTheSameScope(t *testing.T) {
 	}
 	check(load(t, "rotation.asl.json"))
 	check(load(t, "retirement-reminder.asl.json"))
+	check(load(t, "workspace-rotation.asl.json"))
 }

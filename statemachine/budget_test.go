@@ -66,3 +66,30 @@ func TestTheExecutionTimeoutHoldsTheWorstCaseOfOneWorkspaceAndTheLockLeaseOutlas
 	assert.Less(t, timeout, beforeLock+worst+time.Hour, "TimeoutSeconds is derived from the budgets, with under an hour of slack")
 	assert.Greater(t, wslock.DefaultLease, worst, "the lock lease must outlast the part of the execution that holds the lock")
 }
+
+// TestTheWorkspaceExecutionTimeoutHoldsTheWorstCaseOfItsWorkspace derives the child state
+// machine's TimeoutSeconds (one execution per workspace, started by RotateWorkspaces) from the same
+// budgets: a workspace that uses every budget to the end must finish inside its own execution,
+// which starts when the Map starts it (after the lock, the approval and the window), so no
+// change-control wait counts here.
+func TestTheWorkspaceExecutionTimeoutHoldsTheWorstCaseOfItsWorkspace(t *testing.T) {
+	raw, err := os.ReadFile("workspace-rotation.asl.json")
+	require.NoError(t, err)
+	var def struct {
+		TimeoutSeconds int `json:"TimeoutSeconds"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &def))
+	require.Positive(t, def.TimeoutSeconds, "the workspace rotation state machine has a TimeoutSeconds")
+	timeout := time.Duration(def.TimeoutSeconds) * time.Second
+
+	param, ok := loadTemplate(t).section("Parameters")["StorageQuietWindowSeconds"].(map[string]any)
+	require.True(t, ok)
+	maxQuiet, err := strconv.Atoi(fmt.Sprint(param["MaxValue"]))
+	require.NoError(t, err)
+	worst := compute.DefaultSettings.StopBudget + wsupdate.DefaultSettings.StorageBudget +
+		wsupdate.DefaultSettings.ProvisioningGrace + time.Duration(maxQuiet)*time.Second +
+		2*compute.DefaultSettings.StartBudget + nonBudgetedSteps
+	assert.LessOrEqual(t, worst, timeout, "one workspace can need %s, but its execution times out after %s", worst, timeout)
+	assert.Less(t, timeout, worst+time.Hour, "TimeoutSeconds is derived from the budgets, with under an hour of slack")
+	assert.Greater(t, wslock.DefaultLease, timeout, "the lock lease must outlast a workspace's execution")
+}

@@ -327,6 +327,15 @@ func TestEachStateMachineMayDoWhatItsDefinitionDoesAndNothingElse(t *testing.T) 
 					}
 				case "arn:aws:states:::states:startExecution":
 					needs = append(needs, need{"states:StartExecution", fill(fmt.Sprint(params["StateMachineArn"]))})
+				case "arn:aws:states:::states:startExecution.sync", "arn:aws:states:::states:startExecution.sync:2":
+					// Waiting for a child: Step Functions describes it, stops it when the parent is stopped,
+					// and hears of its end through its managed rule (the policy AWS documents for .sync).
+					child := fill(fmt.Sprint(params["StateMachineArn"]))
+					executions := strings.Replace(child, ":stateMachine:", ":execution:", 1) + ":*"
+					rule := d.arn("events", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule")
+					needs = append(needs, need{"states:StartExecution", child},
+						need{"states:DescribeExecution", executions}, need{"states:StopExecution", executions},
+						need{"events:PutTargets", rule}, need{"events:PutRule", rule}, need{"events:DescribeRule", rule})
 				}
 			})
 			granted := grants(all, tpl, sm.id)
@@ -627,14 +636,22 @@ func TestSecretStateMachineBusAndTableActionsAreScopedToTheirOneResource(t *test
 		reminder := fmt.Sprint(d.ref("RetirementReminderStateMachine"))
 		reminderExecutions := d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RetirementReminderStateMachine", "Name"))+":*")
 		rotationExecutions := d.arn("states", "execution:"+fmt.Sprint(d.getAtt("RotationStateMachine", "Name"))+":*")
+		workspaceRotation := fmt.Sprint(d.ref("WorkspaceRotationStateMachine"))
+		workspaceExecutions := d.arn("states", "execution:"+fmt.Sprint(d.getAtt("WorkspaceRotationStateMachine", "Name"))+":*")
+		syncRule := d.arn("events", "rule/StepFunctionsGetEventsForStepFunctionsExecutionRule")
 		allowed := map[string][]string{
 			"secretsmanager:GetSecretValue": {d.params["DatabricksSecretArn"]},
-			"states:StartExecution":         {fmt.Sprint(d.ref("RotationStateMachine")), reminder},
+			"states:StartExecution":         {fmt.Sprint(d.ref("RotationStateMachine")), reminder, workspaceRotation},
 			// The key age check reads the rotations' outputs for since when a workspace uses its key.
 			"states:ListExecutions":      {reminder, fmt.Sprint(d.ref("RotationStateMachine"))},
-			"states:DescribeExecution":   {reminderExecutions, rotationExecutions},
-			"states:GetExecutionHistory": {rotationExecutions},
-			"events:PutEvents":           {busARN},
+			"states:DescribeExecution":   {reminderExecutions, rotationExecutions, workspaceExecutions},
+			"states:GetExecutionHistory": {rotationExecutions, workspaceExecutions},
+			// The rotation waits for its workspace executions (startExecution.sync:2) and stops them with it.
+			"states:StopExecution": {workspaceExecutions},
+			"events:PutTargets":    {syncRule},
+			"events:PutRule":       {syncRule},
+			"events:DescribeRule":  {syncRule},
+			"events:PutEvents":     {busARN},
 		}
 		lockTable := fmt.Sprint(d.getAtt("RotationLockTable", "Arn"))
 		inventories := fmt.Sprint(d.getAtt("InventoryBucket", "Arn")) + "/inventories/*"

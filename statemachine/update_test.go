@@ -19,12 +19,11 @@ import (
 	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
 )
 
+// rotationStates are the states of one workspace's rotation: the child execution that the
+// rotation's RotateWorkspaces Map starts per workspace.
 func rotationStates(t *testing.T) map[string]state {
 	t.Helper()
-	d := load(t, "rotation.asl.json")
-	m := d.States["RotateWorkspaces"].ItemProcessor
-	require.NotNil(t, m)
-	return m.States
+	return load(t, "workspace-rotation.asl.json").States
 }
 
 // caughtBy is the state the first Catch matching errorName leads to.
@@ -91,7 +90,7 @@ func TestTheFieldsTheUpdateChoicesReadAreNeverOmitted(t *testing.T) {
 // The overall timeout holds the longest path of one workspace with the default budgets: stop,
 // the update budget and its PROVISIONING grace, the storage quiet window, and the restart.
 func TestTheExecutionTimeoutHoldsTheUpdateBudgets(t *testing.T) {
-	raw, err := os.ReadFile("rotation.asl.json")
+	raw, err := os.ReadFile("workspace-rotation.asl.json")
 	require.NoError(t, err)
 	var d struct{ TimeoutSeconds int }
 	require.NoError(t, json.Unmarshal(raw, &d))

@@ -18,7 +18,7 @@ const (
 	phaseWindow   = "waiting for maintenance window"
 )
 
-// phases maps every state of statemachine/rotation.asl.json to its phase; a test holds the two
+// phases maps every state of statemachine/rotation.asl.json and workspace-rotation.asl.json to its phase; a test holds the two
 // together, so a state added to the definition without a phase fails the build.
 var phases = map[string]string{
 	"CheckPolicy":             phasePolicy,
@@ -55,7 +55,11 @@ var phases = map[string]string{
 
 	"RegisterKeyConfig": phaseRegistering,
 
+	// The request's Map starts one child execution per workspace (statemachine/workspace-rotation.asl.json);
+	// the states below it are the child's, which run in the child's own history.
 	"RotateWorkspaces": phaseStopping,
+	"RotateWorkspace":  phaseStopping,
+	"ChildFailed":      phaseReporting,
 	"AlreadyOnKey?":    phaseStopping,
 	"Unchanged":        phaseReporting,
 	"TakeInventory":    phaseStopping,

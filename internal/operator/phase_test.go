@@ -40,11 +40,14 @@ func aslStates(t *testing.T, m aslMachine) []string {
 }
 
 func TestEveryStateOfTheRotationDefinitionHasAPhase(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "statemachine", "rotation.asl.json"))
-	require.NoError(t, err)
-	var m aslMachine
-	require.NoError(t, json.Unmarshal(raw, &m))
-	states := aslStates(t, m)
+	var states []string
+	for _, file := range []string{"rotation.asl.json", "workspace-rotation.asl.json"} {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "statemachine", file))
+		require.NoError(t, err)
+		var m aslMachine
+		require.NoError(t, json.Unmarshal(raw, &m))
+		states = append(states, aslStates(t, m)...)
+	}
 	require.NotEmpty(t, states)
 
 	known := map[string]bool{}

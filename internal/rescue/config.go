@@ -13,6 +13,8 @@ const (
 	EnvLockTableName           = "LOCK_TABLE_NAME"
 	EnvInventoryBucket         = "INVENTORY_BUCKET"
 	EnvReminderStateMachineARN = "REMINDER_STATE_MACHINE_ARN"
+	// EnvWorkspaceRotationStateMachineARN names the child state machine (one execution per workspace).
+	EnvWorkspaceRotationStateMachineARN = "WORKSPACE_ROTATION_STATE_MACHINE_ARN"
 )
 
 // Config is the rescue function's configuration, read once from the environment.
@@ -23,6 +25,10 @@ type Config struct {
 	// RotationStateMachineARN is the state machine whose executions the rescue handles
 	// (ROTATION_STATE_MACHINE_ARN, required). Events of any other state machine are ignored.
 	RotationStateMachineARN string
+	// WorkspaceRotationStateMachineARN is the state machine of the per-workspace child executions
+	// (WORKSPACE_ROTATION_STATE_MACHINE_ARN, optional): a child that ends badly is rescued like a
+	// rotation, for its one workspace, and its lock (owned by the request's execution) is released.
+	WorkspaceRotationStateMachineARN string
 	// LockTableName is the workspace lock table (LOCK_TABLE_NAME, required).
 	LockTableName string
 	// InventoryBucket is where large inventories are stored (INVENTORY_BUCKET, optional). Only
@@ -58,11 +64,12 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 		return strings.TrimSpace(v)
 	}
 	cfg := Config{
-		EventBusName:            get(EnvEventBusName),
-		RotationStateMachineARN: get(EnvRotationStateMachineARN),
-		LockTableName:           get(EnvLockTableName),
-		InventoryBucket:         get(EnvInventoryBucket),
-		ReminderStateMachineARN: get(EnvReminderStateMachineARN),
+		EventBusName:                     get(EnvEventBusName),
+		RotationStateMachineARN:          get(EnvRotationStateMachineARN),
+		LockTableName:                    get(EnvLockTableName),
+		InventoryBucket:                  get(EnvInventoryBucket),
+		ReminderStateMachineARN:          get(EnvReminderStateMachineARN),
+		WorkspaceRotationStateMachineARN: get(EnvWorkspaceRotationStateMachineARN),
 	}
 	var problems []string
 	check := func(name, value string, re *regexp.Regexp, what string) {
@@ -79,6 +86,9 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	check(EnvReminderStateMachineARN, cfg.ReminderStateMachineARN, stateMachineARNRE,
 		"a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)")
 	check(EnvLockTableName, cfg.LockTableName, tableRE, "a DynamoDB table name")
+	if v := cfg.WorkspaceRotationStateMachineARN; v != "" && !stateMachineARNRE.MatchString(v) {
+		problems = append(problems, fmt.Sprintf("%s %q is not a state machine ARN", EnvWorkspaceRotationStateMachineARN, v))
+	}
 	if cfg.InventoryBucket != "" && !bucketRE.MatchString(cfg.InventoryBucket) {
 		problems = append(problems, fmt.Sprintf("%s %q is not an S3 bucket name", EnvInventoryBucket, cfg.InventoryBucket))
 	}

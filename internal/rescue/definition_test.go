@@ -15,16 +15,17 @@ import (
 // renaming a state or reshaping an iteration's result fails here rather than silently in a rescue.
 
 type aslState struct {
-	Type         string            `json:"Type"`
-	Resource     string            `json:"Resource"`
-	End          bool              `json:"End"`
-	ResultPath   json.RawMessage   `json:"ResultPath"`
-	Parameters   map[string]any    `json:"Parameters"`
-	ItemSelector map[string]any    `json:"ItemSelector"`
-	Catch        []aslCatch        `json:"Catch"`
-	Processor    *aslProcessor     `json:"ItemProcessor"`
-	Iterator     *aslProcessor     `json:"Iterator"`
-	Choices      []json.RawMessage `json:"Choices"`
+	Type           string            `json:"Type"`
+	Resource       string            `json:"Resource"`
+	End            bool              `json:"End"`
+	ResultPath     json.RawMessage   `json:"ResultPath"`
+	Parameters     map[string]any    `json:"Parameters"`
+	ItemSelector   map[string]any    `json:"ItemSelector"`
+	ResultSelector map[string]any    `json:"ResultSelector"`
+	Catch          []aslCatch        `json:"Catch"`
+	Processor      *aslProcessor     `json:"ItemProcessor"`
+	Iterator       *aslProcessor     `json:"Iterator"`
+	Choices        []json.RawMessage `json:"Choices"`
 }
 
 type aslCatch struct {
@@ -64,6 +65,19 @@ func iterations(t *testing.T, top map[string]aslState) map[string]map[string]asl
 	}
 	require.Contains(t, out, "RotateWorkspaces")
 	require.Contains(t, out, "PlanWorkspaces")
+	// RotateWorkspaces starts one child execution per workspace: the child's history is the one the
+	// rescue reads for that workspace, with the child's top-level states as the iteration's.
+	rotate := out["RotateWorkspaces"]["RotateWorkspace"]
+	require.Equal(t, "arn:aws:states:::states:startExecution.sync:2", rotate.Resource)
+	assert.Contains(t, rotate.ResultSelector, "workspace_id.$", "the parent's iteration result names its workspace")
+	assert.Contains(t, rotate.ResultSelector, "outcome.$", "the parent's iteration result says the outcome, so the parent's rescue sees it ended")
+	raw, err := os.ReadFile("../../statemachine/workspace-rotation.asl.json")
+	require.NoError(t, err)
+	var child struct {
+		States map[string]aslState `json:"States"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &child))
+	out["RotateWorkspaces"] = child.States
 	return out
 }
 

@@ -139,6 +139,17 @@ func requestOf(inputs ...string) request {
 	return request{problem: "the execution input is not available"}
 }
 
+// childRequestOf reads a child execution's input (statemachine/workspace-rotation.asl.json): the
+// workspace's run as the request's execution built it. Its execution field names the request's
+// execution, which owns the workspace's lock.
+func childRequestOf(input string) (request, string) {
+	run := decodeRun(input, "")
+	if run == nil || run.Workspace.WorkspaceID == "" || run.Execution == "" {
+		return request{problem: "the child execution's input names no workspace or request execution"}, ""
+	}
+	return request{ids: []string{run.Workspace.WorkspaceID}, dryRun: run.DryRun, keyARN: run.KeyARN, useCases: run.UseCases}, run.Execution
+}
+
 // finding is one workspace the rescue publishes an event for.
 type finding struct {
 	rescue      string
@@ -178,6 +189,9 @@ func assess(h *history, req request) (findings []finding, dryRun bool) {
 			if it.outcome == rotation.OutcomeFailed && !it.reported && run != nil {
 				f.rescue = RescueUnreportedFailure
 			}
+		case h.delegated(id):
+			// Its child execution was started and had not ended: the child reports for itself, or its
+			// own rescue does (the Step Functions .sync integration stops it with this execution).
 		case it != nil && it.reported:
 			// Published its event, then the execution ended before the iteration's last state.
 		case run != nil && (run.Stop != nil || it.entered[stateStopCompute]):

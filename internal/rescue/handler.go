@@ -73,6 +73,13 @@ type Handler struct {
 func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 	log := h.logger()
 	sc, err := ParseEvent(ev, h.Config.RotationStateMachineARN)
+	// A workspace's child execution (statemachine/workspace-rotation.asl.json) is rescued the same
+	// way, for its one workspace.
+	child := false
+	if child2 := h.Config.WorkspaceRotationStateMachineARN; err != nil && child2 != "" && sc.StateMachineARN == child2 {
+		sc, err = ParseEvent(ev, child2)
+		child = true
+	}
 	var sk *Skip
 	if errors.As(err, &sk) {
 		level := slog.LevelInfo
@@ -113,6 +120,11 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 		return h.failed(ctx, log, "read the execution history", err)
 	}
 	req := requestOf(aws.ToString(desc.Input), sc.Input, hist.input)
+	// The lock of a workspace is owned by the request's execution, also while its child runs.
+	lockOwner := sc.Name
+	if child {
+		req, lockOwner = childRequestOf(firstNonEmpty(aws.ToString(desc.Input), sc.Input, hist.input))
+	}
 	if req.problem != "" {
 		log.WarnContext(ctx, "the execution input is not a rotation request; workspaces come from the history alone", "problem", req.problem)
 	}
@@ -149,7 +161,12 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 			lockIDs = append(lockIDs, id)
 		}
 	}
-	released, err := h.Locks.Release(ctx, wslock.ReleaseInput{Lock: &wslock.Lock{Owner: sc.Name, WorkspaceIDs: lockIDs}})
+	if !child {
+		// A workspace handed to a child execution that had not ended is the child's to report and
+		// unlock (its own rescue), so that its lock is never freed before its event is out.
+		lockIDs = slices.DeleteFunc(lockIDs, func(id string) bool { return hist.delegated(id) })
+	}
+	released, err := h.Locks.Release(ctx, wslock.ReleaseInput{Lock: &wslock.Lock{Owner: lockOwner, WorkspaceIDs: lockIDs}})
 	if err != nil {
 		return h.failed(ctx, log, "release the workspace locks", err)
 	}

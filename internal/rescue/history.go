@@ -29,6 +29,8 @@ const (
 	statePatchWorkspace = "PatchWorkspace"
 	// statePublishRejection publishes Rotation Rejected for the whole request.
 	statePublishRejection = "PublishRejection"
+	// stateRotateWorkspace starts the workspace's child execution and waits for it.
+	stateRotateWorkspace = "RotateWorkspace"
 )
 
 // publishStates are the iteration states that publish the workspace's own event. Each has
@@ -148,6 +150,13 @@ func (h *history) event(ev *types.HistoryEvent) {
 			h.rejectionReported = true
 		}
 	}
+}
+
+// delegated says the workspace's iteration handed it to a child execution that had not ended when
+// this execution did.
+func (h *history) delegated(workspaceID string) bool {
+	it := h.iterations[workspaceID]
+	return it != nil && it.entered[stateRotateWorkspace] && it.outcome == ""
 }
 
 func (h *history) iteration(workspaceID string) *iteration {

@@ -276,7 +276,7 @@ func (s *scenario) assertFailedAndRestored(exec awsfake.Execution, errorType, ph
 // failuresOf lists the error of every failed attempt of a state, in order.
 func (s *scenario) failuresOf(arn, state string) []string {
 	var out []string
-	for _, ev := range s.rig.Timeline(arn) {
+	for _, ev := range s.timeline(arn) {
 		if ev.Type == "StateFailed" && ev.State == state {
 			out = append(out, ev.Error)
 		}
@@ -287,7 +287,7 @@ func (s *scenario) failuresOf(arn, state string) []string {
 // anyFailure lists "state: error" for every failed attempt of any state.
 func (s *scenario) anyFailure(arn string) []string {
 	var out []string
-	for _, ev := range s.rig.Timeline(arn) {
+	for _, ev := range s.timeline(arn) {
 		if ev.Type == "StateFailed" {
 			out = append(out, ev.State+": "+ev.Error)
 		}
@@ -299,7 +299,7 @@ func (s *scenario) anyFailure(arn string) []string {
 func (s *scenario) waitForState(arn, state string) {
 	s.t.Helper()
 	for {
-		for _, ev := range s.rig.Timeline(arn) {
+		for _, ev := range s.timeline(arn) {
 			if ev.Type == "StateEntered" && ev.State == state {
 				return
 			}

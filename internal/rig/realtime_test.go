@@ -91,7 +91,7 @@ func TestFault_ComputeStartedDuringTheQuietWindowIsStoppedAgain(t *testing.T) {
 	exec := s.onlyRotation()
 	require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
 	var restartAt time.Time
-	for _, ev := range s.rig.Timeline(arn) {
+	for _, ev := range s.timeline(arn) {
 		if ev.Type == "StateEntered" && ev.State == "RestartCompute" {
 			restartAt = ev.Time
 		}

@@ -117,17 +117,20 @@ type Rig struct {
 	// KMSProxy is set when Options.KMSProxy asked for it; KMSEndpoint is then the proxy.
 	KMSProxy *KMSProxy
 	// Fake is nil when DATABRICKS_HOST points at another server.
-	Fake            *dbfake.Server
-	AWS             *awsfake.Server
-	SFN             *sfn.Client
-	Functions       map[string]*sandbox.Function
-	RotationARN     string
-	ReminderARN     string
-	rotationRunner  *sandbox.EngineRunner
-	reminderRunner  *sandbox.EngineRunner
-	stops           []func()
-	databricksHost  string
-	databricksToken string
+	Fake        *dbfake.Server
+	AWS         *awsfake.Server
+	SFN         *sfn.Client
+	Functions   map[string]*sandbox.Function
+	RotationARN string
+	ReminderARN string
+	// WorkspaceRotationARN is the child state machine: one execution per workspace of a request.
+	WorkspaceRotationARN string
+	rotationRunner       *sandbox.EngineRunner
+	reminderRunner       *sandbox.EngineRunner
+	workspaceRunner      *sandbox.EngineRunner
+	stops                []func()
+	databricksHost       string
+	databricksToken      string
 }
 
 func lookupOrNil(l func(string) (string, bool), name string) string {
@@ -230,10 +233,12 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 
 	r.RotationARN = fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:databricks-cmk-rotation", r.Region, AWSAccount)
 	r.ReminderARN = fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:databricks-cmk-retirement-reminder", r.Region, AWSAccount)
+	r.WorkspaceRotationARN = fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:databricks-cmk-workspace-rotation", r.Region, AWSAccount)
 
 	taskEnv := r.taskEnv(opts, secretARN)
 	lambdas := map[string][]string{}
-	subs := map[string]string{"EventBusName": EventBus, "RetirementReminderStateMachineArn": r.ReminderARN}
+	subs := map[string]string{"EventBusName": EventBus, "RetirementReminderStateMachineArn": r.ReminderARN,
+		"WorkspaceRotationStateMachineArn": r.WorkspaceRotationARN}
 	for _, fn := range TaskFunctions {
 		f, err := r.startFunction(ctx, opts, tools, fn, taskEnv)
 		if err != nil {
@@ -280,7 +285,8 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	for _, sm := range []struct {
 		arn, file string
 		runner    **sandbox.EngineRunner
-	}{{r.RotationARN, "rotation.asl.json", &r.rotationRunner}, {r.ReminderARN, "retirement-reminder.asl.json", &r.reminderRunner}} {
+	}{{r.RotationARN, "rotation.asl.json", &r.rotationRunner}, {r.ReminderARN, "retirement-reminder.asl.json", &r.reminderRunner},
+		{r.WorkspaceRotationARN, "workspace-rotation.asl.json", &r.workspaceRunner}} {
 		definition, err := os.ReadFile(filepath.Join(opts.RepoRoot, "statemachine", sm.file))
 		if err != nil {
 			return nil, err
@@ -440,13 +446,33 @@ func (r *Rig) WaitForAll(ctx context.Context) []awsfake.Execution {
 	}
 }
 
-// Timeline returns the recorded timeline of an execution of either state machine.
+// Timeline returns the recorded timeline of an execution of any of the state machines.
 func (r *Rig) Timeline(executionARN string) sandbox.Timeline {
-	if tl, ok := r.rotationRunner.Timeline(executionARN); ok {
-		return tl
+	for _, runner := range []*sandbox.EngineRunner{r.rotationRunner, r.workspaceRunner} {
+		if tl, ok := runner.Timeline(executionARN); ok {
+			return tl
+		}
 	}
 	tl, _ := r.reminderRunner.Timeline(executionARN)
 	return tl
+}
+
+// Children returns the workspace executions a rotation execution started (RotateWorkspaces), in
+// start order: each carries the parent's execution id in its input, as Step Functions links them.
+func (r *Rig) Children(parentARN string) []awsfake.Execution {
+	var out []awsfake.Execution
+	for _, e := range r.AWS.Executions() {
+		if e.StateMachineArn != r.WorkspaceRotationARN {
+			continue
+		}
+		var in struct {
+			Parent string `json:"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"`
+		}
+		if json.Unmarshal([]byte(e.Input), &in) == nil && in.Parent == parentARN {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Logs returns every function log line, for searching (the secret-leak test) or debugging.

@@ -151,9 +151,19 @@ func (s *scenario) events(detailType string) []map[string]any {
 	return out
 }
 
+// timeline is a rotation's own timeline followed by those of the workspace executions it started
+// (each workspace rotates in a child execution of statemachine/workspace-rotation.asl.json).
+func (s *scenario) timeline(arn string) sandbox.Timeline {
+	tl := append(sandbox.Timeline(nil), s.rig.Timeline(arn)...)
+	for _, child := range s.rig.Children(arn) {
+		tl = append(tl, s.rig.Timeline(child.ExecutionArn)...)
+	}
+	return tl
+}
+
 func (s *scenario) statesVisited(arn string) []string {
 	var out []string
-	for _, ev := range s.rig.Timeline(arn) {
+	for _, ev := range s.timeline(arn) {
 		if ev.State != "" && !slices.Contains(out, ev.State) {
 			out = append(out, ev.State)
 		}

@@ -191,7 +191,7 @@ func TestFault_APatchRefusedPersistentlyGoesBackToStopThenFailsWithComputeRestor
 	assert.Equal(t, "ComputeStopTimedOut", failures[len(failures)-1])
 	assert.Equal(t, slices.Repeat([]string{"ComputeStillRunning"}, len(failures)-1), failures[:len(failures)-1])
 	stops := 0
-	for _, ev := range s.rig.Timeline(exec.ExecutionArn) {
+	for _, ev := range s.timeline(exec.ExecutionArn) {
 		if ev.Type == "StateEntered" && ev.State == "StopCompute" {
 			stops++
 		}

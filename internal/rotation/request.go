@@ -15,6 +15,16 @@ import (
 
 var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
+// MaxWorkspacesPerRequest bounds one request. LockWorkspaces takes every workspace's lock at once,
+// all or none, in one DynamoDB transaction, which holds at most 100 items. And although each
+// workspace rotates in its own child execution, the request's execution still carries the plan of
+// every workspace and one small result per workspace (twice, once summarised): at this cap its
+// largest state stays well under the 256 KiB payload quota (internal/rig
+// TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions) and its history under 25,000
+// events (statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more
+// requests.
+const MaxWorkspacesPerRequest = 100
+
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
 // accept "WORKSPACE_IDS").
 var requestFields = []string{"workspace_ids", "key_arn", "key_alias", "use_cases", "reuse_key_for_cluster_volumes", "dry_run", "trigger", "rollback_of", "emergency"}
@@ -93,6 +103,10 @@ func ParseRequest(raw []byte) (Request, error) {
 			seen[id] = true
 			req.WorkspaceIDs = append(req.WorkspaceIDs, id)
 		}
+	}
+
+	if len(req.WorkspaceIDs) > MaxWorkspacesPerRequest {
+		problems = append(problems, fmt.Sprintf("workspace_ids: %d workspaces, but one request rotates at most %d (split them into several requests)", len(req.WorkspaceIDs), MaxWorkspacesPerRequest))
 	}
 
 	if wire.KeyARN == nil || strings.TrimSpace(*wire.KeyARN) == "" {

@@ -1,7 +1,9 @@
 package rotation_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -129,4 +131,33 @@ func TestParseRequestMatchesFieldNamesExactlyAndReadsEscapedIDs(t *testing.T) {
 	_, err = rotation.ParseRequest([]byte(`{"workspace_ids": ["1"], "key_arn": "k", "trigger": {"event_id": "e", "surprise": 1}}`))
 	require.True(t, errors.As(err, &invalid))
 	assert.Contains(t, invalid.Reason, `field trigger: unknown field "surprise"`)
+}
+
+func TestParseRequestRefusesMoreWorkspacesThanTheCapNamingTheCountAndTheCap(t *testing.T) {
+	ids := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprint(1000000000000000+i))
+		}
+		return out
+	}
+	input := func(n int) []byte {
+		raw, err := json.Marshal(map[string]any{"workspace_ids": ids(n), "key_arn": "arn:aws:kms:us-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"})
+		require.NoError(t, err)
+		return raw
+	}
+	req, err := rotation.ParseRequest(input(rotation.MaxWorkspacesPerRequest))
+	require.NoError(t, err, "the cap itself is accepted")
+	assert.Len(t, req.WorkspaceIDs, rotation.MaxWorkspacesPerRequest)
+
+	_, err = rotation.ParseRequest(input(rotation.MaxWorkspacesPerRequest + 1))
+	var invalid *taskerr.InvalidInput
+	require.ErrorAs(t, err, &invalid)
+	assert.Contains(t, err.Error(), fmt.Sprintf("workspace_ids: %d workspaces, but one request rotates at most %d", rotation.MaxWorkspacesPerRequest+1, rotation.MaxWorkspacesPerRequest))
+
+	// Duplicates are one workspace: the cap counts distinct workspaces.
+	dup, err := json.Marshal(map[string]any{"workspace_ids": append(ids(rotation.MaxWorkspacesPerRequest), ids(5)...), "key_arn": "arn:aws:kms:us-west-2:111122223333:key/0987dcba-09fe-87dc-65ba-ab0987654321"})
+	require.NoError(t, err)
+	_, err = rotation.ParseRequest(dup)
+	assert.NoError(t, err)
 }

@@ -86,6 +86,60 @@ export async function startExecution(endpoint, params) {
 }
 
 /**
+ * arn:aws:states:::states:startExecution.sync (and .sync:2): starts the child execution, then polls
+ * DescribeExecution until it closes, as Step Functions does for the "Run a Job" pattern. The result
+ * is the DescribeExecution answer with Step Functions' capitalised keys; with .sync:2 the child's
+ * Input and Output are parsed JSON, with .sync they stay JSON text. A child that ends FAILED,
+ * TIMED_OUT or ABORTED fails the task with States.TaskFailed and that answer as the Cause, which is
+ * what a Catch on the parent's Task receives in AWS. pollMs is how often the child is described.
+ */
+const runningChildren = new Set();
+
+/**
+ * Stops every child a .sync task is still waiting for, as Step Functions does when the parent
+ * execution is stopped, times out or fails: the engine calls it when its execution ends otherwise
+ * than SUCCEEDED. A child that already ended answers with an error, which is ignored.
+ */
+export async function stopRunningChildren(endpoint, cause) {
+  const arns = [...runningChildren];
+  runningChildren.clear();
+  await Promise.allSettled(arns.map((executionArn) => call(endpoint, 'states', 'StopExecution', { executionArn, cause })));
+}
+
+export async function startExecutionSync(endpoint, params, { parseJson, pollMs = 100 } = {}) {
+  const started = await startExecution(endpoint, params);
+  runningChildren.add(started.ExecutionArn);
+  try {
+    return await pollChild(endpoint, started, parseJson, pollMs);
+  } finally {
+    runningChildren.delete(started.ExecutionArn);
+  }
+}
+
+async function pollChild(endpoint, started, parseJson, pollMs) {
+  for (;;) {
+    const d = await call(endpoint, 'states', 'DescribeExecution', { executionArn: started.ExecutionArn });
+    if (d.status !== 'RUNNING' && d.status !== 'PENDING_REDRIVE') {
+      const json = (text) => (parseJson && typeof text === 'string' ? JSON.parse(text) : text);
+      const result = {
+        ExecutionArn: d.executionArn, StateMachineArn: d.stateMachineArn, Name: d.name, Status: d.status,
+        StartDate: Math.round(Number(d.startDate) * 1000), StopDate: Math.round(Number(d.stopDate) * 1000),
+        Input: json(d.input), InputDetails: { Included: true },
+      };
+      if (d.status === 'SUCCEEDED') {
+        result.Output = json(d.output ?? 'null');
+        result.OutputDetails = { Included: true };
+        return result;
+      }
+      if (d.error !== undefined) result.Error = d.error;
+      if (d.cause !== undefined) result.Cause = d.cause;
+      throw new TaskError('States.TaskFailed', JSON.stringify(result));
+    }
+    await new Promise((resolve) => setTimeout(resolve, pollMs).unref());
+  }
+}
+
+/**
  * The callback pattern (.waitForTaskToken): registers the token (awsfake records the TaskScheduled
  * history event with the resolved Parameters, where an approver finds it, as in AWS), runs the
  * request-response part, then waits until SendTaskSuccess or SendTaskFailure answers the token. The

@@ -1,0 +1,145 @@
+//go:build bench
+
+package bench
+
+// Issue 11: one child execution per workspace. `go test -tags bench ./bench -run TestBenchChildren -v`
+// prints two BENCH lines each for the request of 200 workspaces and the largest history of one
+// workspace's execution. (TestBench's list in bench_test.go does not run it yet: that file belongs
+// to another change; add {"children", ...} there to have `make bench` record these figures.)
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/databricks/databricks-sdk-go/service/compute"
+	"github.com/stretchr/testify/require"
+
+	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
+	computebudget "github.com/acme/databricks-cmk-rotator/internal/compute"
+	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
+	"github.com/acme/databricks-cmk-rotator/internal/polling"
+	"github.com/acme/databricks-cmk-rotator/internal/rig"
+	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/validate"
+	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
+)
+
+// historyQuota is the most events one Step Functions execution may hold.
+const historyQuota = 25000
+
+func TestBenchChildren(t *testing.T) {
+	env := newEnvironment(t)
+	rep := &report{started: time.Now()}
+	t.Run("history_events_per_workspace_max", func(t *testing.T) { benchHistoryPerWorkspace(t, env, rep) })
+	t.Run("workspaces_200", func(t *testing.T) { benchWorkspaces200(t, env, rep) })
+}
+
+// checksWithin is how many checks a wait loop makes when the thing it waits for never comes: the
+// waits of the schedule add up until they reach the budget.
+func checksWithin(s polling.Schedule, budget time.Duration) int {
+	n, waited := 0, 0
+	for waited < int(budget/time.Second) {
+		waited += s.After(n)
+		n++
+	}
+	return n
+}
+
+// benchHistoryPerWorkspace counts, over statemachine/workspace-rotation.asl.json, the history of
+// one workspace's execution at the budget limits: every state once (the straight path and every
+// side path), plus every wait loop running to its budget (stop, storage update and its
+// PROVISIONING grace, the longest quiet window, restart, compensation), nine events per check
+// (WaitStateEntered/Exited, TaskStateEntered, LambdaFunctionScheduled/Started/Succeeded,
+// TaskStateExited, ChoiceStateEntered/Exited). Retries are not counted: a retry of a check adds
+// three events, and retries are rare and capped per task.
+func benchHistoryPerWorkspace(t *testing.T, env *environment, rep *report) {
+	raw, err := os.ReadFile(filepath.Join(env.root, "statemachine", "workspace-rotation.asl.json"))
+	require.NoError(t, err)
+	var def struct {
+		States map[string]struct{ Type string } `json:"States"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &def))
+	fixed := 2 // ExecutionStarted and its end
+	for _, s := range def.States {
+		if s.Type == "Task" {
+			fixed += 5
+		} else {
+			fixed += 2
+		}
+	}
+	const perCheck = 9
+	loops := map[string]int{
+		"stop":         checksWithin(polling.ComputeStop, computebudget.DefaultSettings.StopBudget),
+		"update":       checksWithin(polling.WorkspaceUpdate, wsupdate.DefaultSettings.StorageBudget+wsupdate.DefaultSettings.ProvisioningGrace),
+		"quiet":        checksWithin(polling.ComputeStop, validate.MaxQuietWindowSeconds*time.Second),
+		"restart":      checksWithin(polling.ComputeStart, computebudget.DefaultSettings.StartBudget),
+		"compensation": checksWithin(polling.ComputeStart, computebudget.DefaultSettings.StartBudget),
+	}
+	total := fixed
+	for _, n := range loops {
+		total += n * perCheck
+	}
+	rep.figure("history_events_per_workspace_max", float64(total), "events", 0, atMost(historyQuota/4))
+	t.Logf("fixed %d events; checks per loop %v; %d events of %d (%.1f %%)", fixed, loops, total, historyQuota, 100*float64(total)/historyQuota)
+}
+
+// benchWorkspaces200 rotates 200 workspaces (two requests of 100, the cap): 200 child executions through the real
+// engine, with the scenarios' scaled latencies (one Databricks minute lasts 20 ms, transitions land
+// at random moments between checks, Waits shortened to 20 ms).
+func benchWorkspaces200(t *testing.T, env *environment, rep *report) {
+	const n, concurrency = 200, 10
+	ctx := t.Context()
+	opts := rig.Options{RepoRoot: env.root, BuildDir: env.localDir, Seed: rig.DemoSeed(rig.DefaultRegion), ClientSecret: "bench-client-secret",
+		Fake:        dbfake.Options{Realistic: &dbfake.RealisticTime{Minute: 20 * time.Millisecond, Seed: 11}},
+		FunctionEnv: map[string]string{"MAX_CONCURRENT_WORKSPACES": strconv.Itoa(concurrency)}, Instances: 6}
+	withWorkspaces(n)(&opts)
+	r, err := rig.Start(ctx, opts)
+	require.NoError(t, err)
+	t.Cleanup(r.Close)
+	require.NoError(t, r.PrepareFixtureKeys(ctx))
+
+	// One request holds at most rotation.MaxWorkspacesPerRequest (100: the all-or-none lock is one
+	// DynamoDB transaction of at most 100 items), so the 200 workspaces are two requests started at once.
+	ids := manyIDs(n)
+	started := time.Now()
+	var arns []string
+	for i := 0; i < n; i += rotation.MaxWorkspacesPerRequest {
+		input, err := json.Marshal(map[string]any{"workspace_ids": ids[i:min(n, i+rotation.MaxWorkspacesPerRequest)], "key_arn": r.KeyARN(rig.AliasTargetKeyID)})
+		require.NoError(t, err)
+		arn, err := r.StartExecution(ctx, "", input)
+		require.NoError(t, err)
+		arns = append(arns, arn)
+	}
+	for _, arn := range arns {
+		exec := r.AWS.WaitExecution(ctx, arn)
+		require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
+	}
+	wall := time.Since(started)
+
+	rotated, largest := 0, 0
+	for i := 1; i <= n; i++ {
+		if r.Fake.Workspace(manyID(i)).ManagedServicesCustomerManagedKeyId != rig.OldKeyConfigID &&
+			r.Fake.Cluster(manyID(i), fmt.Sprintf("c-%02d-a", i)).State == compute.StateRunning &&
+			r.Fake.Cluster(manyID(i), fmt.Sprintf("c-%02d-b", i)).State == compute.StateRunning {
+			rotated++
+		}
+	}
+	var children []awsfake.Execution
+	requestHistory := 0
+	for _, arn := range arns {
+		children = append(children, r.Children(arn)...)
+		requestHistory = max(requestHistory, len(r.AWS.History(arn)))
+	}
+	for _, c := range children {
+		largest = max(largest, len(r.AWS.History(c.ExecutionArn)))
+	}
+	rep.figure("workspaces_200_rotated", float64(rotated), "count", 0, atLeast(n))
+	rep.figure("workspaces_200_s", wall.Seconds(), "s", 1, goal{})
+	t.Logf("%d requests, %d children, largest request history %d events, largest child history %d events, concurrency %d per request",
+		len(arns), len(children), requestHistory, largest, concurrency)
+}
