@@ -23,7 +23,7 @@ import (
 // execution's top-level state with every other workspace's: a per-request workspace cap times this
 // must stay under the 256 KiB payload limit (States.DataLimitExceeded cannot be caught; in the
 // approval Map it fails the whole execution).
-const mapItemBudget = 8 << 10
+const mapItemBudget = 1536
 
 // worstIteration is the largest state a workspace iteration can reach: an inline inventory at
 // invstore's limit, every progress list full, 200 still-down entries, a failure report, errors.
@@ -145,6 +145,19 @@ func TestEveryMapIterationOutputsABoundedItemAtTheWorstCase(t *testing.T) {
 						if end["End"] != true {
 							continue
 						}
+						if end["Type"] == "Task" {
+							// A child execution per item: the item is the ResultSelector applied to
+							// each output the child can end with (its own end states, at the worst case).
+							for _, childOut := range childEndOutputs(t, end, worst) {
+								selector, _ := end["ResultSelector"].(map[string]any)
+								require.NotNil(t, selector, "%s: %s/%s keeps the child's whole answer", f, name, endName)
+								item, err := json.Marshal(evalParameters(t, selector, map[string]any{"Output": childOut.output}))
+								require.NoError(t, err)
+								assert.LessOrEqual(t, len(item), mapItemBudget, "%s: %s/%s after the child's %s outputs %d bytes at the worst case", f, name, endName, childOut.state, len(item))
+								checked = append(checked, fmt.Sprintf("%s/%s<-%s %d B", name, endName, childOut.state, len(item)))
+							}
+							continue
+						}
 						require.Equal(t, "Pass", end["Type"], "%s: %s/%s ends an iteration whose result is kept: a Pass state shapes a bounded item", f, name, endName)
 						params, _ := end["Parameters"].(map[string]any)
 						require.NotNil(t, params, "%s: %s/%s outputs its whole input", f, name, endName)
@@ -160,7 +173,46 @@ func TestEveryMapIterationOutputsABoundedItemAtTheWorstCase(t *testing.T) {
 		visit(def.States)
 	}
 	t.Logf("iteration outputs at the worst case: %v", checked)
+	// The rotation Map's result sits once in the request's top-level state (Summarize no longer
+	// copies it): at the per-request cap it leaves 96 KiB for the plan and the failure cause.
+	assert.LessOrEqual(t, rotation.MaxWorkspacesPerRequest*mapItemBudget, 160<<10, "cap × item budget")
 	assert.Contains(t, strings.Join(checked, " "), "InventoryForApproval/ApprovalPlanned", "the approval Map is checked")
+	assert.Contains(t, strings.Join(checked, " "), "RotateWorkspaces/RotateWorkspace<-Failed", "the child executions' results are checked")
+}
+
+type childOutput struct {
+	state  string
+	output map[string]any
+}
+
+// childEndOutputs returns what the child state machine a .sync Task starts can end with: every end
+// state of its definition, each a Pass state whose Parameters shape the child's output.
+func childEndOutputs(t *testing.T, task map[string]any, worst map[string]any) []childOutput {
+	t.Helper()
+	resource, _ := task["Resource"].(string)
+	require.True(t, strings.HasPrefix(resource, "arn:aws:states:::states:startExecution.sync"), "an iteration that ends in a Task ends in a child execution, got %s", resource)
+	params, _ := task["Parameters"].(map[string]any)
+	files := map[string]string{"${WorkspaceRotationStateMachineArn}": "workspace-rotation.asl.json"}
+	file, ok := files[fmt.Sprint(params["StateMachineArn"])]
+	require.True(t, ok, "no definition known for the child %v", params["StateMachineArn"])
+	raw, err := os.ReadFile(file)
+	require.NoError(t, err)
+	var child struct {
+		States map[string]map[string]any `json:"States"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &child))
+	var outs []childOutput
+	for name, st := range child.States {
+		if st["End"] != true && st["Type"] != "Succeed" {
+			continue
+		}
+		require.Equal(t, "Pass", st["Type"], "%s: the end state %s shapes the child's output", file, name)
+		p, _ := st["Parameters"].(map[string]any)
+		require.NotNil(t, p, "%s: the end state %s outputs its whole input", file, name)
+		outs = append(outs, childOutput{state: name, output: evalParameters(t, p, worst)})
+	}
+	require.NotEmpty(t, outs, "%s has no end state", file)
+	return outs
 }
 
 // The approval request reads the counts the approval Map's items now carry (not the lists).

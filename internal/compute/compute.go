@@ -1036,7 +1036,7 @@ func sortRefs(refs []rotation.ResourceRef) {
 }
 
 // maxStateReason bounds a still-down reason in the state (the code and the start of the message).
-const maxStateReason = 512
+const maxStateReason = 256
 
 // clip cuts s to at most n bytes on a rune boundary, marking the cut.
 func clip(s string, n int) string {

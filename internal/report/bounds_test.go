@@ -14,6 +14,7 @@ import (
 	"github.com/acme/databricks-cmk-rotator/internal/invstore"
 	"github.com/acme/databricks-cmk-rotator/internal/report"
 	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
 )
 
 // stateLimit is Step Functions' payload limit for a state's input and output; exceeding it raises
@@ -92,6 +93,36 @@ func TestEveryReportStateStaysUnderThePayloadLimitAtTheWorstCase(t *testing.T) {
 		assert.Equal(t, 5000, d.StillDownCount, "the count stays exact")
 		require.NotNil(t, d.Inventory)
 		assert.Equal(t, inv.Counts, d.Inventory.Counts, "the inventory's counts always travel")
+	})
+	t.Run("after BuildFailureReport with every status list of the run full", func(t *testing.T) {
+		// The stop, quiet window and restart statuses all stay in the state until the report:
+		// each with its progress lists full (MaxListed entries each, 100-character names), the
+		// restart's with MaxFailuresListed still-down entries whose reasons are at compute's clip.
+		full := func(stillDown bool) *rotation.ComputeStatus {
+			st := &rotation.ComputeStatus{Done: true, PendingCount: 5000, StillDownCount: 5000}
+			for i := 0; i < rotation.MaxListed; i++ {
+				r := rotation.ResourceRef{Kind: "warehouse", ID: fmt.Sprintf("%032d", i), Name: strings.Repeat("n", 100), State: "STOPPING"}
+				st.Pending, st.LateStopped, st.StoppedAgain = append(st.Pending, r), append(st.LateStopped, r), append(st.StoppedAgain, r)
+			}
+			if stillDown {
+				for i := 0; i < rotation.MaxFailuresListed; i++ {
+					st.StillDown = append(st.StillDown, rotation.ResourceRef{Kind: "warehouse", ID: fmt.Sprintf("%032d", i),
+						Name: strings.Repeat("n", 100), State: "STOPPED", Reason: strings.Repeat("r", 256+3)})
+				}
+			}
+			return st
+		}
+		run := base()
+		run.Stop, run.Patch, run.Restart = &rotation.StopResult{}, &rotation.PatchResult{}, &rotation.RestartResult{}
+		run.StopStatus, run.QuietStatus, run.RestartStatus = full(false), full(false), full(true)
+		// Both causes at the boundary's cap (taskerr.MaxReason).
+		run.Error = &rotation.StepError{Error: "RestartTimedOut", Cause: strings.Repeat("c", taskerr.MaxReason+len(" [clipped]"))}
+		run.CompensationError = run.Error
+		out, err := report.Task{}.Handle(ctx, report.Input{Kind: report.KindFailed, Run: run})
+		require.NoError(t, err)
+		size := stateAfter(t, run, out)
+		t.Logf("state after BuildFailureReport with every list full: %d bytes", size)
+		assert.Less(t, size, stateLimit)
 	})
 	t.Run("after BuildSuccessReport with 200 still-down entries", func(t *testing.T) {
 		run := base()

@@ -30,10 +30,14 @@ const (
 const maxCause = 30000
 
 // summaryNames is how many still-down resources a summary names; the count is always exact.
-const summaryNames = 10
+const summaryNames = 3
 
 // maxSummaryText caps a summary's message and error (statemachine/payload_test.go sums the item).
-const maxSummaryText = 1024
+const maxSummaryText = 160
+
+// maxSummaryLine caps one still-down line of a summary: a request holds up to
+// rotation.MaxWorkspacesPerRequest summaries in its top-level state.
+const maxSummaryLine = 160
 
 // Input is what the BuildReport task receives.
 type Input struct {
@@ -122,7 +126,7 @@ func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
 		if i == summaryNames {
 			break
 		}
-		r.Summary.StillDown = append(r.Summary.StillDown, fmt.Sprintf("%s %s (%s): %s", ref.Kind, ref.ID, ref.Name, ref.Reason))
+		r.Summary.StillDown = append(r.Summary.StillDown, truncate(fmt.Sprintf("%s %s (%s): %s", ref.Kind, ref.ID, ref.Name, ref.Reason), maxSummaryLine))
 	}
 	return r, nil
 }
@@ -355,7 +359,7 @@ func mergeRefs(list, more []rotation.ResourceRef) []rotation.ResourceRef {
 // run (an inline inventory of up to 64 KiB and up to rotation.MaxFailuresListed still-down entries)
 // and the report; with this budget the sum stays under the 256 KiB payload limit, whose
 // States.DataLimitExceeded no Catch can handle (internal/report/bounds_test.go builds the worst case).
-const DetailBudget = 96 << 10
+const DetailBudget = 64 << 10
 
 // Caps on the free text of one still-down entry in a report: Databricks state messages have no
 // documented maximum.

@@ -318,12 +318,12 @@ type RestartResult struct {
 
 // MaxListed caps the resources named in a progress list of the state (pending, late stopped, not
 // restartable); the counts next to it are always complete.
-const MaxListed = 50
+const MaxListed = 25
 
 // MaxFailuresListed caps failure lists (Failed, StillDown). Each failure needs an operator, so the
 // cap is high, but a disaster on a workspace with thousands of clusters must not push the state past
 // the 256 KiB payload limit and fail the very execution that has to report it; StillDownCount is exact.
-const MaxFailuresListed = 200
+const MaxFailuresListed = 100
 
 // Report is the output of the BuildReport task: the detail of the event the state machine publishes,
 // and a compact summary that the workspace's Map result carries, so that the execution's own

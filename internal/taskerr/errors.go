@@ -13,6 +13,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -157,7 +158,7 @@ func AtBoundary(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
+	msg := clipReason(err.Error())
 	for _, candidate := range All {
 		// A **T, so that errors.As looks for exactly this type.
 		target := reflect.New(reflect.TypeOf(candidate))
@@ -187,6 +188,22 @@ func AtBoundary(err error) error {
 		return &DatabricksUnavailable{Reason: msg}
 	}
 	return &DatabricksRequestFailed{Reason: msg}
+}
+
+// MaxReason caps an error's message at the boundary. The message becomes the Cause that a Catch
+// writes into the state (twice in the worst case: the step's error and the compensation's), and a
+// state is limited to 256 KiB (internal/report/bounds_test.go adds the worst case up).
+const MaxReason = 4 << 10
+
+func clipReason(msg string) string {
+	if len(msg) <= MaxReason {
+		return msg
+	}
+	cut := MaxReason
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + " [clipped]"
 }
 
 func withReason(typed error, reason string) error {

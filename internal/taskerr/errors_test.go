@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/aws/smithy-go"
@@ -54,5 +55,21 @@ func TestEveryErrorNameIsUnique(t *testing.T) {
 	for _, n := range Names(All) {
 		assert.False(t, seen[n], n)
 		seen[n] = true
+	}
+}
+
+// An error message becomes a Cause in the state: the boundary keeps it within MaxReason, whatever
+// Databricks or a library put in it, and keeps the type that the ASL matches.
+func TestAnOversizedMessageIsClippedAtTheBoundaryKeepingItsType(t *testing.T) {
+	err := AtBoundary(&ComputeStillRunning{Reason: strings.Repeat("é", MaxReason)})
+	var typed *ComputeStillRunning
+	if !errors.As(err, &typed) {
+		t.Fatalf("AtBoundary changed the type: %T", err)
+	}
+	if n := len(err.Error()); n > MaxReason+len(" [clipped]") {
+		t.Fatalf("message is %d bytes, want at most %d", n, MaxReason+len(" [clipped]"))
+	}
+	if !strings.HasSuffix(err.Error(), "[clipped]") {
+		t.Fatalf("a clipped message says so: %q", err.Error()[len(err.Error())-40:])
 	}
 }
