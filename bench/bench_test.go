@@ -48,6 +48,8 @@ func TestBench(t *testing.T) {
 		{"max_rss", benchMaxRSS},
 		{"large_workspace", benchLargeWorkspace},
 		{"many_workspaces", benchManyWorkspaces},
+		{"history_per_workspace", benchHistoryPerWorkspace},
+		{"workspaces_200", benchWorkspaces200},
 	} {
 		ran := t.Run(b.name, func(t *testing.T) {
 			started := time.Now()

@@ -32,13 +32,6 @@ import (
 // historyQuota is the most events one Step Functions execution may hold.
 const historyQuota = 25000
 
-func TestBenchChildren(t *testing.T) {
-	env := newEnvironment(t)
-	rep := &report{started: time.Now()}
-	t.Run("history_events_per_workspace_max", func(t *testing.T) { benchHistoryPerWorkspace(t, env, rep) })
-	t.Run("workspaces_200", func(t *testing.T) { benchWorkspaces200(t, env, rep) })
-}
-
 // checksWithin is how many checks a wait loop makes when the thing it waits for never comes: the
 // waits of the schedule add up until they reach the budget.
 func checksWithin(s polling.Schedule, budget time.Duration) int {

@@ -101,7 +101,8 @@ type rotationRun struct {
 	exec      awsfake.Execution
 	wall      time.Duration
 	timeline  sandbox.Timeline
-	succeeded []map[string]any // the Rotation Succeeded details
+	children  []sandbox.Timeline // one per workspace: each rotates in its own child execution
+	succeeded []map[string]any   // the Rotation Succeeded details
 }
 
 func rotate(t *testing.T, ctx context.Context, r *rig.Rig, workspaceIDs []string) rotationRun {
@@ -113,6 +114,9 @@ func rotate(t *testing.T, ctx context.Context, r *rig.Rig, workspaceIDs []string
 	// Only the rotation: the retirement reminder it starts really waits 24 hours.
 	exec := r.AWS.WaitExecution(ctx, arn)
 	out := rotationRun{exec: exec, wall: time.Since(started), timeline: r.Timeline(arn)}
+	for _, child := range r.Children(arn) {
+		out.children = append(out.children, r.Timeline(child.ExecutionArn))
+	}
 	if exec.Status != awsfake.StatusSucceeded {
 		var b strings.Builder
 		_ = sandbox.FormatTimeline(&b, out.timeline)
@@ -129,17 +133,20 @@ func rotate(t *testing.T, ctx context.Context, r *rig.Rig, workspaceIDs []string
 	return out
 }
 
+// transitions counts the states entered by the request's execution and by its children.
 func (rot rotationRun) transitions() int {
 	n := 0
-	for _, ev := range rot.timeline {
-		if ev.Type == "StateEntered" {
-			n++
+	for _, tl := range append([]sandbox.Timeline{rot.timeline}, rot.children...) {
+		for _, ev := range tl {
+			if ev.Type == "StateEntered" {
+				n++
+			}
 		}
 	}
 	return n
 }
 
-// phase is one waiting phase of a Map iteration, from the task that starts it until the task that
+// phase is one waiting phase of a workspace's rotation (its child execution's top level, index -1), from the task that starts it until the task that
 // starts the next phase (or, for the last, until its last check ends).
 type phase struct {
 	start, end time.Time
@@ -279,9 +286,9 @@ func benchDowntimeAndTransitions(t *testing.T, env *environment, rep *report) {
 	require.Len(t, single.succeeded, 1)
 	downtime, ok := single.succeeded[0]["downtime_seconds"].(float64)
 	require.True(t, ok, "downtime_seconds in %v", single.succeeded[0])
-	stop := phaseOf(single.timeline, 0, "StopCompute", "CheckStopped", "PatchWorkspace")
-	update := phaseOf(single.timeline, 0, "PatchWorkspace", "CheckWorkspace", "RestartCompute")
-	start := phaseOf(single.timeline, 0, "RestartCompute", "CheckRunning", "")
+	stop := phaseOf(single.children[0], -1, "StopCompute", "CheckStopped", "PatchWorkspace")
+	update := phaseOf(single.children[0], -1, "PatchWorkspace", "CheckWorkspace", "RestartCompute")
+	start := phaseOf(single.children[0], -1, "RestartCompute", "CheckRunning", "")
 	overhead := downtime - configured.Seconds()
 	firstPolls := polling.ComputeStop.After(0) + polling.WorkspaceUpdate.After(0) + polling.ComputeStart.After(0)
 	rep.figure("downtime_s", downtime, "s", 1, goal{})
@@ -343,10 +350,11 @@ func benchDowntimeAndTransitions(t *testing.T, env *environment, rep *report) {
 	rep.figure("cost_per_rotation_1ws", oneCost, "usd", 6, goal{})
 	rep.figure("cost_per_rotation_10ws", tenCost, "usd", 6, goal{})
 
-	perIteration := func(rot rotationRun, index int) int {
+	// A workspace's states are its child execution's (the first child here).
+	perIteration := func(rot rotationRun, _ int) int {
 		n := 0
-		for _, ev := range rot.timeline {
-			if ev.Type == "StateEntered" && ev.Index == index {
+		for _, ev := range rot.children[0] {
+			if ev.Type == "StateEntered" {
 				n++
 			}
 		}
