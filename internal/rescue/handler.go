@@ -128,6 +128,9 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 	if req.problem != "" {
 		log.WarnContext(ctx, "the execution input is not a rotation request; workspaces come from the history alone", "problem", req.problem)
 	}
+	if !child {
+		h.followChildren(ctx, hist)
+	}
 	findings, dryRun := assess(hist, req)
 
 	var downIDs, otherIDs []string
@@ -146,8 +149,10 @@ func (h *Handler) Handle(ctx context.Context, ev events.CloudWatchEvent) error {
 
 	// Before the locks go, like the events: a failed start is retried with the whole invocation, and
 	// the reminder keeps the key guard watching the previous key of every patched workspace.
+	// A child's reminder is its request's: the request schedules it when the child ends badly
+	// (ChildFailed counts as patched) and its rescue does when the request ended first.
 	reminder := ""
-	if in := reminderOf(hist, req, dryRun); in != nil {
+	if in := reminderOf(hist, req, dryRun); in != nil && !child {
 		name, err := h.scheduleReminder(ctx, in)
 		if err != nil {
 			return h.failed(ctx, log, "start the retirement reminder "+name, err)

@@ -78,6 +78,13 @@ func TestARunAbortedAfterThePatchTookGetsItsRetirementReminderFromTheRescue(t *t
 	assert.True(t, in.Workspaces[0].Patched)
 	assert.Equal(t, rig.OldKeyConfigID, in.Workspaces[0].PreviousKeyConfigID)
 
+	// The workspace rotated in a child execution, stopped with the request: the child's own rescue
+	// reports its compute and releases its lock (the request's rescue leaves both to it).
+	children := s.rig.Children(arn)
+	require.Len(t, children, 1)
+	s.rig.AWS.WaitExecution(s.ctx, children[0].ExecutionArn)
+	require.NoError(t, s.rig.Rescue(s.ctx, children[0].ExecutionArn))
+	require.NoError(t, s.rig.Rescue(s.ctx, children[0].ExecutionArn))
 	failed := s.events("Rotation Failed")
 	require.Len(t, failed, 2, "the same event twice (one per delivery), deduplicated on event_id")
 	assert.Equal(t, failed[0]["event_id"], failed[1]["event_id"])

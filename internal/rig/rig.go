@@ -272,7 +272,7 @@ func Start(ctx context.Context, opts Options) (_ *Rig, err error) {
 	if opts.Rescue {
 		env := map[string]string{
 			"AWS_ENDPOINT_URL_SFN": r.AWS.URL(), "ROTATION_STATE_MACHINE_ARN": r.RotationARN,
-			"REMINDER_STATE_MACHINE_ARN": r.ReminderARN,
+			"REMINDER_STATE_MACHINE_ARN": r.ReminderARN, "WORKSPACE_ROTATION_STATE_MACHINE_ARN": r.WorkspaceRotationARN,
 		}
 		for k, v := range taskEnv {
 			env[k] = v
