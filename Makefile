@@ -88,7 +88,7 @@ validate: tools ## static checks: ASL definitions, template consistency, GitHub 
 
 .PHONY: demo
 demo: tools build-local ## run a whole rotation in the local sandbox: KMS key created, event delivered, workspace moved, compute restarted
-	ROTATOR_BUILD_DIR=$(BUILD_DIR)/local $(GO) run ./cmd/rotator-sandbox demo
+	ROTATOR_BUILD_DIR=$(BUILD_DIR)/local $(GO) run ./emulation/cmd/rotator-sandbox demo
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 5m); not part of CI

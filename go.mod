@@ -1,9 +1,9 @@
-module github.com/acme/databricks-cmk-rotator
+module github.com/cmk-rotator/databricks-cmk-rotator
 
 go 1.26.8
 
 require (
-	// S3 emulator served by internal/awsfake (local emulation and tests only; see internal/awsfake/s3.go).
+	// S3 emulator served by emulation/awsfake (local emulation and tests only; see emulation/awsfake/s3.go).
 	github.com/johannesboyne/gofakes3 v1.2.0
 	quamina.net/go/quamina v1.4.0
 )

@@ -17,7 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/sandbox"
 )
 
 var (
@@ -236,8 +236,8 @@ func (r *report) write(path string, allPassed bool) error {
 	var b strings.Builder
 	b.WriteString("# Benchmark results\n\n")
 	b.WriteString("Written by `make bench` (bench/*_test.go, build tag `bench`); not part of CI. Every figure below is a\n")
-	b.WriteString("measurement from the run described here, against the Databricks fake (`internal/dbfake`) and the local\n")
-	b.WriteString("sandbox (`internal/rig`): real bootstraps under aws-lambda-rie, the real ASL in aws-local-stepfunctions.\n\n")
+	b.WriteString("measurement from the run described here, against the Databricks fake (`emulation/dbfake`) and the local\n")
+	b.WriteString("sandbox (`emulation/rig`): real bootstraps under aws-lambda-rie, the real ASL in aws-local-stepfunctions.\n\n")
 	fmt.Fprintf(&b, "| machine | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| nproc | %d |\n", runtime.NumCPU())
 	fmt.Fprintf(&b, "| CPU | %s |\n", cpuModel())

@@ -21,12 +21,12 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/sql"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/faketest"
-	"github.com/acme/databricks-cmk-rotator/internal/rig"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/rig"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/sandbox"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 const coldStartRuns = 20
@@ -62,7 +62,7 @@ func linked(t *testing.T, env *environment, prefixes []string) map[string][]stri
 	cmd.Dir = env.root
 	out, err := cmd.Output()
 	require.NoError(t, err)
-	module := "github.com/acme/databricks-cmk-rotator/functions/"
+	module := "github.com/cmk-rotator/databricks-cmk-rotator/functions/"
 	res := map[string][]string{}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)

@@ -20,12 +20,12 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/polling"
-	"github.com/acme/databricks-cmk-rotator/internal/rig"
-	"github.com/acme/databricks-cmk-rotator/internal/sandbox"
-	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/rig"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/sandbox"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/polling"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wsupdate"
 )
 
 // Databricks' own delays in the rotation figures: how long clusters, warehouses, pools and

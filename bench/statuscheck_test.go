@@ -14,10 +14,10 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/sql"
 	"github.com/stretchr/testify/require"
 
-	computetask "github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/faketest"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
+	computetask "github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // statusCheckWorkspace is what runs in a workspace whose 30-day cluster list holds 20,000

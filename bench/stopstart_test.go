@@ -18,14 +18,14 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/sql"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	computetask "github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/faketest"
-	"github.com/acme/databricks-cmk-rotator/internal/invstore"
-	"github.com/acme/databricks-cmk-rotator/internal/polling"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
+	computetask "github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/polling"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // The Databricks the stop/start figures run against: every call takes apiLatency, the workspace

@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/policy"
-	"github.com/acme/databricks-cmk-rotator/internal/wslock"
-	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wslock"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wsupdate"
 )
 
 // nonBudgetedSteps bounds what one workspace spends outside the stop, update, quiet-window and

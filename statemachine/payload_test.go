@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/approval"
-	"github.com/acme/databricks-cmk-rotator/internal/invstore"
-	"github.com/acme/databricks-cmk-rotator/internal/report"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/approval"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/report"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // mapItemBudget bounds what one workspace's iteration adds to the Map's result, which lands in the

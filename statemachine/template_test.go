@@ -26,13 +26,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/trigger"
-	"github.com/acme/databricks-cmk-rotator/internal/validate"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/validate"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
-const modulePath = "github.com/acme/databricks-cmk-rotator"
+const modulePath = "github.com/cmk-rotator/databricks-cmk-rotator"
 
 // deploymentScenarios are the parameter sets every resolving test runs under: the defaults (the stack
 // creates its bus, the key guard only warns, the secret uses aws/secretsmanager) and the other branch

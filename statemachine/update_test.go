@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/wsupdate"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wsupdate"
 )
 
 // rotationStates are the states of one workspace's rotation: the child execution that the

@@ -1,4 +1,4 @@
-module github.com/acme/databricks-cmk-rotator/tools
+module github.com/cmk-rotator/databricks-cmk-rotator/tools
 
 go 1.26.8
 

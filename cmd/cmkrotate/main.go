@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/operator"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/operator"
 )
 
 func main() {

@@ -11,10 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keyguard"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
 func main() {

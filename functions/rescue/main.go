@@ -10,10 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
-	"github.com/acme/databricks-cmk-rotator/internal/invstore"
-	"github.com/acme/databricks-cmk-rotator/internal/rescue"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
-	"github.com/acme/databricks-cmk-rotator/internal/wslock"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rescue"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wslock"
 )
 
 func main() {

@@ -6,9 +6,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/lambdatask"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/lambdatask"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
 func main() {

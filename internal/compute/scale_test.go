@@ -17,12 +17,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	computetask "github.com/acme/databricks-cmk-rotator/internal/compute"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/faketest"
-	"github.com/acme/databricks-cmk-rotator/internal/invstore"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
+	computetask "github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // stepFunctionsPayloadLimit is the Step Functions quota for a state's input or output.

@@ -25,8 +25,8 @@ import (
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 	"github.com/databricks/databricks-sdk-go/service/sql"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // Credentials authenticate to the account and to every workspace. Either Token (a PAT, for local

@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
 // DefaultMaxAgeDays is the maximum key age when MAX_KEY_AGE_DAYS is not set: a year, the period

@@ -26,8 +26,8 @@ import (
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // DetailKeyAgeExceeded is the event the scheduled check publishes per key in use past the maximum age.

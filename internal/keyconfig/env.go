@@ -5,8 +5,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
 // FromEnv builds the RegisterKeyConfig task from the environment.

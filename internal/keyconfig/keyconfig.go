@@ -7,8 +7,8 @@ import (
 
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/validate"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/validate"
 )
 
 // Account is the part of the account API registration needs.

@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
 )
 
 // Config is the key guard's configuration, read once from the environment. The Databricks

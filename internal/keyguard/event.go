@@ -11,8 +11,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
-	"github.com/acme/databricks-cmk-rotator/internal/trigger"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
 )
 
 // Change is what happened to the key.

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keyguard"
 )
 
 // TestParseEventOverEveryFixture holds what the guard makes of every file under events/kms: the

@@ -22,12 +22,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/dbfake"
-	"github.com/acme/databricks-cmk-rotator/internal/faketest"
-	"github.com/acme/databricks-cmk-rotator/internal/keyguard"
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/dbfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keyguard"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 const (

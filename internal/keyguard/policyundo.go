@@ -8,7 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
 )
 
 // PolicySnapshots reads the last key policy a rotation validated (internal/policysnap).

@@ -4,9 +4,9 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // FuzzCheck feeds arbitrary text as a key policy: Check must never panic and must answer either

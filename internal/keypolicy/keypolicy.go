@@ -14,8 +14,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // AccountConditionKey is the condition key Databricks sets on its control-plane principal.

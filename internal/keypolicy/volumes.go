@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // ViaServiceConditionKey is the condition key that limits a grant to calls made through one AWS

@@ -18,10 +18,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 const (

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // Wrap returns fn with logging and error typing applied at the boundary.

@@ -16,8 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	"github.com/acme/databricks-cmk-rotator/internal/operator"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/operator"
 )
 
 const (

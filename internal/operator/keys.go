@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keyage"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keyage"
 )
 
 // KeySources are what cmkrotate keys reads besides Step Functions: the Databricks account and KMS

@@ -7,7 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // The renderers are pure: a Progress (and the time, for a running execution) in, text out.

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	"github.com/acme/databricks-cmk-rotator/internal/report"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/report"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // The scenarios below record the history the rotation state machine (statemachine/rotation.asl.json)

@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/databricks-cmk-rotator/internal/policy"
-	bundled "github.com/acme/databricks-cmk-rotator/policy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
+	bundled "github.com/cmk-rotator/databricks-cmk-rotator/policy"
 )
 
 // FuzzParse: any bytes either load or fail with a *policy.Error; a policy that loads evaluates any

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/policy"
-	bundled "github.com/acme/databricks-cmk-rotator/policy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
+	bundled "github.com/cmk-rotator/databricks-cmk-rotator/policy"
 )
 
 // The CI gate for the deployed policy: the committed file must load, and must allow the sandbox's

@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	bundled "github.com/acme/databricks-cmk-rotator/policy"
+	bundled "github.com/cmk-rotator/databricks-cmk-rotator/policy"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // EnvDocument names the variable that replaces the bundled document with an inline one. The

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/awsfake"
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
 )
 
 func TestASnapshotIsKeptPerKeyAndTheLatestWins(t *testing.T) {

@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/acme/databricks-cmk-rotator/internal/report"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/report"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // Why the rescue published an event (Detail.Rescue).

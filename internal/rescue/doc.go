@@ -19,7 +19,7 @@
 // without the locks released below, so its StopCompute and PatchWorkspace take the workspace's lock
 // again first, or refuse with WorkspaceBusy: wslock.Guard, and the iteration then ends in LockLost
 // without Compensate; TestARedrivenExecutionWhoseLockWasTakenRefusesWithoutTouchingTheWorkspace in
-// internal/rig), reads the
+// emulation/rig), reads the
 // whole execution history, and rebuilds each workspace's iteration from it:
 //
 //   - every state input and output of an iteration is the workspace's run (rotation.WorkspaceRun,

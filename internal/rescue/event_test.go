@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rescue"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rescue"
 )
 
 // fixtureStatus is what the rescue makes of every file in events/stepfunctions.

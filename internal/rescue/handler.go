@@ -16,10 +16,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
-	"github.com/acme/databricks-cmk-rotator/internal/invstore"
-	"github.com/acme/databricks-cmk-rotator/internal/report"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/wslock"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/report"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wslock"
 )
 
 // DescribeAPI reads an execution's status, input, error and cause.

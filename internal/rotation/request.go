@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
@@ -19,7 +19,7 @@ var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 // all or none, in one DynamoDB transaction, which holds at most 100 items. And although each
 // workspace rotates in its own child execution, the request's execution still carries the plan of
 // every workspace and one small result per workspace (twice, once summarised): at this cap its
-// largest state stays well under the 256 KiB payload quota (internal/rig
+// largest state stays well under the 256 KiB payload quota (emulation/rig
 // TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions) and its history under 25,000
 // events (statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more
 // requests.

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // requestFields are the names a rejection may point at; "JSON" stands for a malformed document.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
 )
 
 // EventBridge detail-types for KMS.

@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/stretchr/testify/require"
 
-	"github.com/acme/databricks-cmk-rotator/internal/policy"
-	"github.com/acme/databricks-cmk-rotator/internal/trigger"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
 )
 
 const (

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode"
 
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // Tag names under the prefix (see the package documentation).

@@ -9,11 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/acme/databricks-cmk-rotator/internal/dbclient"
-	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
-	"github.com/acme/databricks-cmk-rotator/internal/wire"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/dbclient"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wire"
 )
 
 // Environment read by the Validate function, besides the DATABRICKS_* ones.

@@ -20,11 +20,11 @@ import (
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
-	"github.com/acme/databricks-cmk-rotator/internal/keypolicy"
-	"github.com/acme/databricks-cmk-rotator/internal/kmscheck"
-	"github.com/acme/databricks-cmk-rotator/internal/policysnap"
-	"github.com/acme/databricks-cmk-rotator/internal/rotation"
-	"github.com/acme/databricks-cmk-rotator/internal/taskerr"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policysnap"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
 )
 
 // KeyChecker checks that a KMS key is usable and that its policy lets Databricks in.
