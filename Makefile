@@ -98,13 +98,13 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 5m); not part of CI
 	  done; done
 
 .PHONY: bench
-bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BENCH lines, bench/RESULTS.md; ~15 min); not part of CI
+bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BENCH lines, bench/RESULTS.md; ~35 min); not part of CI
 	@started=$$(date +%s); \
 	$(MAKE) --no-print-directory tools build-local && $(MAKE) --no-print-directory build NO_SAM=1 && \
 	$(GO) test -tags bench -c -o $(BUILD_DIR)/bench.test ./bench && \
 	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) \
 	  ROTATOR_BUILD_DIR=$(BUILD_DIR)/local ROTATOR_LAMBDA_DIR=$(BUILD_DIR)/lambda \
-	  $(BUILD_DIR)/bench.test -test.run '^TestBench$$' -test.timeout 30m -results RESULTS.md
+	  $(BUILD_DIR)/bench.test -test.run '^TestBench$$' -test.timeout 60m -results RESULTS.md
 
 .PHONY: deploy
 deploy: ## deploy with SAM (CONFIG_ENV=default|prod)
