@@ -12,14 +12,14 @@ package approval
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
@@ -134,16 +134,10 @@ func (t Task) Handle(ctx context.Context, in Input) (struct{}, error) {
 	}
 	d.Message = fmt.Sprintf("Rotation of %d workspace(s) onto %s waits for an approval until %s (rules %v): up to %s of compute downtime per workspace. Nothing is locked or stopped until then; no answer rejects it.",
 		len(d.Workspaces), d.KeyARN, d.Until, d.Rules, time.Duration(d.MaxDowntimeSeconds)*time.Second)
-	body, err := json.Marshal(d)
-	if err != nil {
-		return struct{}{}, fmt.Errorf("encode approval event: %w", err)
-	}
-	out, err := t.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source: aws.String(rotation.EventSource), DetailType: aws.String(DetailAwaitingApproval),
-		Detail: aws.String(string(body)), EventBusName: aws.String(t.EventBusName), Resources: []string{in.ExecutionARN},
-	}}})
-	if err == nil && out != nil && out.FailedEntryCount > 0 {
-		return struct{}{}, taskerr.Errorf[taskerr.AWSUnavailable]("PutEvents refused the approval event: %s", aws.ToString(out.Entries[0].ErrorMessage))
+	err := eventpub.Publish(ctx, t.Events, t.EventBusName, DetailAwaitingApproval, d, in.ExecutionARN)
+	var refused *eventpub.EntryError
+	if errors.As(err, &refused) {
+		return struct{}{}, taskerr.Errorf[taskerr.AWSUnavailable]("PutEvents refused the approval event: %s", refused.Message)
 	}
 	if err != nil {
 		return struct{}{}, fmt.Errorf("publish approval event: %w", err)

@@ -10,18 +10,16 @@ package hygiene
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/databricks/databricks-sdk-go/apierr"
 	"github.com/databricks/databricks-sdk-go/service/provisioning"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
@@ -186,20 +184,8 @@ func (t *Task) publish(ctx context.Context, d Decision) error {
 	if d.Deleted {
 		detailType = DetailDeleted
 	}
-	body, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("encode event detail: %w", err)
-	}
-	out, err := t.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source: aws.String(rotation.EventSource), DetailType: aws.String(detailType),
-		Detail: aws.String(string(body)), EventBusName: aws.String(t.EventBus),
-	}}})
-	if err != nil {
+	if err := eventpub.Publish(ctx, t.Events, t.EventBus, detailType, d); err != nil {
 		return fmt.Errorf("publishing %s for %s: %w", detailType, d.KeyConfigID, err)
-	}
-	if out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		return fmt.Errorf("publishing %s for %s: entry refused: %s: %s", detailType, d.KeyConfigID,
-			aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage))
 	}
 	return nil
 }

@@ -8,11 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
-	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 )
 
 // Events publishes the Key Age Exceeded events.
@@ -48,20 +46,8 @@ func (c *Check) Handle(ctx context.Context, _ json.RawMessage) (CheckResult, err
 			continue
 		}
 		res.Exceeded++
-		body, err := json.Marshal(row)
-		if err != nil {
-			return CheckResult{}, fmt.Errorf("encode event detail: %w", err)
-		}
-		out, err := c.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-			Source: aws.String(rotation.EventSource), DetailType: aws.String(DetailKeyAgeExceeded),
-			Detail: aws.String(string(body)), EventBusName: aws.String(c.EventBus), Resources: []string{row.KeyARN},
-		}}})
-		if err != nil {
+		if err := eventpub.Publish(ctx, c.Events, c.EventBus, DetailKeyAgeExceeded, row, row.KeyARN); err != nil {
 			return CheckResult{}, fmt.Errorf("publishing %s for workspace %s: %w", DetailKeyAgeExceeded, row.WorkspaceID, err)
-		}
-		if out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-			return CheckResult{}, fmt.Errorf("publishing %s for workspace %s: entry refused: %s: %s", DetailKeyAgeExceeded, row.WorkspaceID,
-				aws.ToString(out.Entries[0].ErrorCode), aws.ToString(out.Entries[0].ErrorMessage))
 		}
 	}
 	return res, nil

@@ -2,7 +2,6 @@ package keyguard
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,10 +12,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
@@ -160,24 +159,7 @@ func (h *Handler) resolveKey(ctx context.Context, kc KeyChange) (string, error) 
 }
 
 func (h *Handler) publish(ctx context.Context, detail KeyInUseAtRisk) error {
-	body, err := json.Marshal(detail)
-	if err != nil {
-		return fmt.Errorf("encode event detail: %w", err)
-	}
-	out, err := h.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source:       aws.String(rotation.EventSource),
-		DetailType:   aws.String(rotation.DetailKeyInUseAtRisk),
-		Detail:       aws.String(string(body)),
-		EventBusName: aws.String(h.Config.EventBusName),
-		Resources:    []string{detail.KeyARN},
-	}}})
-	if err != nil {
-		return err
-	}
-	if out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		return &EntryError{Code: aws.ToString(out.Entries[0].ErrorCode), Message: aws.ToString(out.Entries[0].ErrorMessage)}
-	}
-	return nil
+	return eventpub.Publish(ctx, h.Events, h.Config.EventBusName, rotation.DetailKeyInUseAtRisk, detail, detail.KeyARN)
 }
 
 // Consequences, by use, for the message.
@@ -235,11 +217,7 @@ func message(kc KeyChange, d KeyInUseAtRisk) string {
 }
 
 // EntryError is a PutEvents entry that EventBridge refused although the call succeeded.
-type EntryError struct{ Code, Message string }
-
-func (e *EntryError) Error() string {
-	return fmt.Sprintf("PutEvents entry failed: %s: %s", e.Code, e.Message)
-}
+type EntryError = eventpub.EntryError
 
 // failed logs a failed call and returns it, so that the invocation is retried (or, past the
 // retries, reaches the function's failure destination).
@@ -256,9 +234,8 @@ func (h *Handler) failed(ctx context.Context, log *slog.Logger, kc KeyChange, op
 // retryable tells a failure that a retry may cure (throttling, 5xx, network) from one that needs an
 // operator.
 func retryable(err error) bool {
-	var entry *EntryError
-	if errors.As(err, &entry) {
-		return entry.Code == "ThrottlingException" || entry.Code == "InternalFailure" || entry.Code == "InternalException"
+	if transient, refused := eventpub.Transient(err); refused {
+		return transient
 	}
 	if taskerr.TransientAWS(err) {
 		return true

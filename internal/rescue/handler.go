@@ -12,10 +12,10 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/report"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
@@ -264,33 +264,12 @@ func (h *Handler) inventory(ctx context.Context, log *slog.Logger, inv *rotation
 }
 
 // EntryError is a PutEvents entry that EventBridge refused although the call succeeded.
-type EntryError struct{ Code, Message string }
-
-func (e *EntryError) Error() string {
-	return fmt.Sprintf("PutEvents entry failed: %s: %s", e.Code, e.Message)
-}
+type EntryError = eventpub.EntryError
 
 // publish sends one event per call: an event may carry a 64 KiB inventory, and a PutEvents request
 // is limited to 256 KiB in all.
 func (h *Handler) publish(ctx context.Context, d Detail) error {
-	body, err := json.Marshal(d)
-	if err != nil {
-		return fmt.Errorf("encode event detail: %w", err)
-	}
-	out, err := h.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source:       aws.String(rotation.EventSource),
-		DetailType:   aws.String(rotation.DetailRotationFailed),
-		Detail:       aws.String(string(body)),
-		EventBusName: aws.String(h.Config.EventBusName),
-		Resources:    []string{d.ExecutionARN},
-	}}})
-	if err != nil {
-		return err
-	}
-	if out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		return &EntryError{Code: aws.ToString(out.Entries[0].ErrorCode), Message: aws.ToString(out.Entries[0].ErrorMessage)}
-	}
-	return nil
+	return eventpub.Publish(ctx, h.Events, h.Config.EventBusName, rotation.DetailRotationFailed, d, d.ExecutionARN)
 }
 
 // failed logs a failed call and returns it, so that the invocation is retried (or, past the

@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,11 +9,11 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/smithy-go"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
@@ -112,21 +111,7 @@ func (h *Handler) start(ctx context.Context, log *slog.Logger, d Decision, attrs
 }
 
 func (h *Handler) audit(ctx context.Context, log *slog.Logger, d Decision, attrs []any) error {
-	detail, err := json.Marshal(d.Audit)
-	if err != nil {
-		return h.failed(ctx, log, d, "encode audit event", err)
-	}
-	out, err := h.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source:       aws.String(rotation.EventSource),
-		DetailType:   aws.String(rotation.DetailKeyMaterialRotated),
-		Detail:       aws.String(string(detail)),
-		EventBusName: aws.String(h.Config.EventBusName),
-		Resources:    []string{d.KeyARN},
-	}}})
-	if err == nil && out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		err = &entryError{code: aws.ToString(out.Entries[0].ErrorCode), message: aws.ToString(out.Entries[0].ErrorMessage)}
-	}
-	if err != nil {
+	if err := eventpub.Publish(ctx, h.Events, h.Config.EventBusName, rotation.DetailKeyMaterialRotated, d.Audit, d.KeyARN); err != nil {
 		return h.failed(ctx, log, d, "publish audit event", err)
 	}
 	log.InfoContext(ctx, "key material rotation audited", attrs...)
@@ -190,13 +175,6 @@ func decisionAttrs(d Decision) []any {
 	return attrs
 }
 
-// entryError is a PutEvents entry that EventBridge refused although the call succeeded.
-type entryError struct{ code, message string }
-
-func (e *entryError) Error() string {
-	return fmt.Sprintf("PutEvents entry failed: %s: %s", e.code, e.message)
-}
-
 func errorCode(err error) string {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
@@ -208,9 +186,8 @@ func errorCode(err error) string {
 // retryable tells a failure that the asynchronous invocation's retries can cure from one that needs
 // an operator.
 func retryable(err error) bool {
-	var entry *entryError
-	if errors.As(err, &entry) {
-		return entry.code == "ThrottlingException" || entry.code == "InternalFailure" || entry.code == "InternalException"
+	if transient, refused := eventpub.Transient(err); refused {
+		return transient
 	}
 	return taskerr.TransientAWS(err)
 }

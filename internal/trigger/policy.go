@@ -2,16 +2,12 @@ package trigger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
-
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventpub"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/taskerr"
@@ -78,21 +74,7 @@ func (h *Handler) reject(ctx context.Context, log *slog.Logger, d Decision, refu
 	if req.Trigger != nil {
 		detail.Actor = req.Trigger.Actor
 	}
-	body, err := json.Marshal(detail)
-	if err != nil {
-		return h.failed(ctx, log, d, "encode rejection event", err)
-	}
-	out, err := h.Events.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
-		Source:       aws.String(rotation.EventSource),
-		DetailType:   aws.String(rotation.DetailRotationRejected),
-		Detail:       aws.String(string(body)),
-		EventBusName: aws.String(h.Config.EventBusName),
-		Resources:    []string{d.KeyARN},
-	}}})
-	if err == nil && out != nil && out.FailedEntryCount > 0 && len(out.Entries) > 0 {
-		err = &entryError{code: aws.ToString(out.Entries[0].ErrorCode), message: aws.ToString(out.Entries[0].ErrorMessage)}
-	}
-	if err != nil {
+	if err := eventpub.Publish(ctx, h.Events, h.Config.EventBusName, rotation.DetailRotationRejected, detail, d.KeyARN); err != nil {
 		return h.failed(ctx, log, d, "publish rejection event", err)
 	}
 	log.WarnContext(ctx, "rotation refused by the policy", append(decisionAttrs(d), "rule", refusal.Rule, "refusal", refusal.Error())...)
