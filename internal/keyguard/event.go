@@ -2,7 +2,6 @@ package keyguard
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"slices"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventskip"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
 )
@@ -46,20 +46,12 @@ type KeyChange struct {
 
 // Skip is an event the guard does not act on: not one of its changes, a failed call, one of the
 // IGNORED_PRINCIPAL_ARNS, or an event it cannot read (Malformed).
-type Skip struct {
-	Reason    string
-	Malformed bool
-}
+type Skip = eventskip.Skip
 
-func (s *Skip) Error() string { return s.Reason }
-
-func skip(format string, args ...any) error {
-	return &Skip{Reason: fmt.Sprintf(format, args...)}
-}
-
-func malformed(format string, args ...any) error {
-	return &Skip{Reason: fmt.Sprintf(format, args...), Malformed: true}
-}
+var (
+	skip      = eventskip.New
+	malformed = eventskip.Malformed
+)
 
 const (
 	kmsSource       = "aws.kms"

@@ -359,23 +359,10 @@ func field(m map[string]json.RawMessage, key string, dst any) bool {
 	return json.Unmarshal(raw, dst) == nil
 }
 
-// idString reads a workspace id written as a JSON string or number.
-func idString(raw json.RawMessage) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return strings.TrimSpace(s)
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
-}
-
 // identity reads workspace_id and workspace_name, the pair every workspace document carries.
 func identity(m map[string]json.RawMessage) (id, name string) {
 	if raw, ok := m["workspace_id"]; ok {
-		id = idString(raw)
+		id = rotation.IDString(raw)
 	}
 	field(m, "workspace_name", &name)
 	return id, name
@@ -396,7 +383,7 @@ func parseRequestLeniently(doc string) requestView {
 	var ids []json.RawMessage
 	field(m, "workspace_ids", &ids)
 	for _, raw := range ids {
-		if id := idString(raw); id != "" {
+		if id := rotation.IDString(raw); id != "" {
 			r.ids = append(r.ids, id)
 		}
 	}

@@ -2,12 +2,13 @@ package rescue
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventskip"
 )
 
 // What Step Functions puts in the envelope of an execution status change. It sends these events
@@ -49,20 +50,12 @@ type StatusChange struct {
 
 // Skip is an event the rescue does not act on: another state machine's execution, a status that
 // needs no rescue, or an event it cannot read (Malformed).
-type Skip struct {
-	Reason    string
-	Malformed bool
-}
+type Skip = eventskip.Skip
 
-func (s *Skip) Error() string { return s.Reason }
-
-func skip(format string, args ...any) error {
-	return &Skip{Reason: fmt.Sprintf(format, args...)}
-}
-
-func malformed(format string, args ...any) error {
-	return &Skip{Reason: fmt.Sprintf(format, args...), Malformed: true}
-}
+var (
+	skip      = eventskip.New
+	malformed = eventskip.Malformed
+)
 
 // statusChangeDetail is the event's detail. startDate and stopDate are epoch milliseconds; input,
 // output, error and cause are null when absent.

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
 // HistoryAPI reads an execution's event history.
@@ -127,7 +129,7 @@ func (h *history) event(ev *types.HistoryEvent) {
 			}
 			return
 		}
-		if id := idString(doc.WorkspaceID); id != "" && doc.Outcome != "" {
+		if id := rotation.IDString(doc.WorkspaceID); id != "" && doc.Outcome != "" {
 			it := h.iteration(id)
 			it.outcome, it.result = doc.Outcome, json.RawMessage(output)
 			return
@@ -135,7 +137,7 @@ func (h *history) event(ev *types.HistoryEvent) {
 		// A top-level state: the document is the execution's state.
 		if doc.Lock != nil && doc.Lock.Owner == h.execution {
 			for _, raw := range doc.Lock.WorkspaceIDs {
-				if id := idString(raw); id != "" && !slices.Contains(h.lockIDs, id) {
+				if id := rotation.IDString(raw); id != "" && !slices.Contains(h.lockIDs, id) {
 					h.lockIDs = append(h.lockIDs, id)
 				}
 			}
@@ -212,23 +214,7 @@ func (d stateDoc) runWorkspace() string {
 	if d.Workspace == nil {
 		return ""
 	}
-	return idString(d.Workspace.WorkspaceID)
-}
-
-// idString reads a workspace id written as a JSON string or number.
-func idString(raw json.RawMessage) string {
-	if len(raw) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return strings.TrimSpace(s)
-	}
-	var n json.Number
-	if json.Unmarshal(raw, &n) == nil {
-		return n.String()
-	}
-	return ""
+	return rotation.IDString(d.Workspace.WorkspaceID)
 }
 
 func isNull(raw json.RawMessage) bool {

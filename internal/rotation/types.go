@@ -6,7 +6,11 @@
 // 16-digit ids do not survive a JSON number in JavaScript-based tooling (and console users paste them).
 package rotation
 
-import "time"
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
 
 // Use cases as Databricks names them.
 const (
@@ -378,3 +382,17 @@ const (
 	DetailPreviousKeyRetire  = "Previous Key Retirable"
 	DetailKeyInUseAtRisk     = "Key In Use At Risk"
 )
+
+// IDString reads a workspace id written as a JSON string or number (console inputs and the
+// account API write both); it is empty for anything else.
+func IDString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return strings.TrimSpace(s)
+	}
+	var n json.Number
+	if json.Unmarshal(raw, &n) == nil {
+		return n.String()
+	}
+	return ""
+}
