@@ -924,6 +924,10 @@ func TestEveryQueueAndEveryRotationFailureRaisesAnAlarmOnTheTopic(t *testing.T) 
 	for _, metric := range []string{"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"} {
 		want = append(want, alarm{"AWS/States", metric, "StateMachineArn", fmt.Sprint(d.ref("RotationStateMachine"))})
 	}
+	// A workspace's child execution that times out or is stopped may leave its compute down.
+	for _, metric := range []string{"ExecutionsTimedOut", "ExecutionsAborted"} {
+		want = append(want, alarm{"AWS/States", metric, "StateMachineArn", fmt.Sprint(d.ref("WorkspaceRotationStateMachine"))})
+	}
 	want = append(want, alarm{"AWS/Lambda", "Errors", "FunctionName", fmt.Sprint(d.ref("TriggerFunction"))})
 	for _, w := range want {
 		assert.Contains(t, alarms, w, "no alarm on %s %s for %s", w.namespace, w.metric, w.value)
