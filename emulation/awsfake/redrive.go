@@ -30,15 +30,11 @@ func (s *Server) redriveExecution(body []byte) (any, *apiError) {
 		ExecutionArn string `json:"executionArn"`
 		ClientToken  string `json:"clientToken"`
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, aerr := s.lookupExecution(in.ExecutionArn)
+	e, unlock, aerr := s.lockedExecution(body, &in, func() string { return in.ExecutionArn })
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer unlock()
 	switch e.Status {
 	case StatusFailed, StatusTimedOut, StatusAborted:
 	default:

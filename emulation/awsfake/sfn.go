@@ -382,6 +382,21 @@ func (s *Server) abortRunning(errName, cause string) {
 }
 
 // lookupExecution validates an execution ARN and finds it; the caller holds s.mu.
+// lockedExecution decodes a request naming an execution into in, takes the server's lock and finds
+// the execution arn reads from in. On success the caller holds the lock and must call unlock.
+func (s *Server) lockedExecution(body []byte, in any, arn func() string) (e *execution, unlock func(), aerr *apiError) {
+	if aerr := decode(body, in); aerr != nil {
+		return nil, nil, aerr
+	}
+	s.mu.Lock()
+	e, aerr = s.lookupExecution(arn())
+	if aerr != nil {
+		s.mu.Unlock()
+		return nil, nil, aerr
+	}
+	return e, s.mu.Unlock, nil
+}
+
 func (s *Server) lookupExecution(arn string) (*execution, *apiError) {
 	if !isExecutionARN(arn) {
 		return nil, errBadRequest("InvalidArn", "Invalid Arn: 'Resource type not valid in this context: %s'", arn)
@@ -414,15 +429,11 @@ func (s *Server) describeExecution(body []byte) (any, *apiError) {
 	var in struct {
 		ExecutionArn string `json:"executionArn"`
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, aerr := s.lookupExecution(in.ExecutionArn)
+	e, unlock, aerr := s.lockedExecution(body, &in, func() string { return in.ExecutionArn })
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer unlock()
 	out := describeExecutionOutput{
 		ExecutionArn:    e.ExecutionArn,
 		StateMachineArn: e.StateMachineArn,
@@ -665,15 +676,11 @@ func (s *Server) stopExecution(body []byte) (any, *apiError) {
 		Error        string `json:"error"`
 		Cause        string `json:"cause"`
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, aerr := s.lookupExecution(in.ExecutionArn)
+	e, unlock, aerr := s.lockedExecution(body, &in, func() string { return in.ExecutionArn })
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer unlock()
 	// Stopping a closed execution is answered with its stop date and changes nothing.
 	e.abortLocked(in.Error, in.Cause)
 	return map[string]any{"stopDate": ptrEpoch(e.StopDate)}, nil

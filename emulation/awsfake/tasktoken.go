@@ -98,15 +98,11 @@ func (s *Server) registerTaskToken(body []byte) (any, *apiError) {
 		Resource     string `json:"resource"`
 		Parameters   string `json:"parameters"`
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, aerr := s.lookupExecution(in.ExecutionArn)
+	e, unlock, aerr := s.lockedExecution(body, &in, func() string { return in.ExecutionArn })
 	if aerr != nil {
 		return nil, aerr
 	}
+	defer unlock()
 	if in.TaskToken == "" {
 		return nil, errBadRequest("ValidationException", "taskToken is required")
 	}
