@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/keypolicy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/principals"
 )
 
 // Config is the key guard's configuration, read once from the environment. The Databricks
@@ -35,7 +36,6 @@ type Config struct {
 
 var (
 	stateMachineARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$`)
-	principalARNRE    = regexp.MustCompile(`^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$`)
 )
 
 // ConfigError lists every missing or invalid variable.
@@ -78,17 +78,8 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("UNDO_KEY_CHANGES must be true or false, got %q", get("UNDO_KEY_CHANGES")))
 	}
-	for _, a := range strings.Split(get("IGNORED_PRINCIPAL_ARNS"), ",") {
-		a = strings.TrimSpace(a)
-		if a == "" {
-			continue
-		}
-		if !principalARNRE.MatchString(a) {
-			problems = append(problems, fmt.Sprintf("IGNORED_PRINCIPAL_ARNS entry %q is not an IAM or STS ARN", a))
-			continue
-		}
-		cfg.IgnoredPrincipalARNs = append(cfg.IgnoredPrincipalARNs, a)
-	}
+	ignored, bad := principals.Parse(get(principals.Env))
+	cfg.IgnoredPrincipalARNs, problems = ignored, append(problems, bad...)
 	if len(problems) > 0 {
 		return Config{}, &ConfigError{Problems: problems}
 	}

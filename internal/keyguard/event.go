@@ -3,7 +3,6 @@ package keyguard
 import (
 	"encoding/json"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/eventskip"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/kmscheck"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/principals"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
 )
 
@@ -134,10 +134,8 @@ func parseCloudTrail(ev events.CloudWatchEvent, ignoredPrincipals []string, kc K
 	if ct.ErrorCode != "" {
 		return kc, skip("the %s call failed with %s, so the key did not change", kc.EventName, quote(ct.ErrorCode))
 	}
-	for _, who := range []string{ct.UserIdentity.ARN, ct.UserIdentity.SessionContext.SessionIssuer.ARN} {
-		if who != "" && slices.Contains(ignoredPrincipals, who) {
-			return kc, skip("the call was made by %s, which IGNORED_PRINCIPAL_ARNS lists", who)
-		}
+	if who := principals.Match(ignoredPrincipals, ct.UserIdentity.ARN, ct.UserIdentity.SessionContext.SessionIssuer.ARN); who != "" {
+		return kc, skip("the call was made by %s, which IGNORED_PRINCIPAL_ARNS lists", who)
 	}
 	var req struct {
 		KeyID  string  `json:"keyId"`

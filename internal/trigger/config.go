@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/principals"
 )
 
 // Config is the trigger function's configuration, read once from the environment.
@@ -32,7 +34,6 @@ const (
 
 var (
 	stateMachineARNRE = regexp.MustCompile(`^arn:aws[a-z-]*:states:[a-z0-9-]+:[0-9]{12}:stateMachine:[A-Za-z0-9_-]{1,80}$`)
-	principalARNRE    = regexp.MustCompile(`^arn:aws[a-z-]*:(iam|sts)::[0-9]{12}:\S+$`)
 	aliasPrefixRE     = regexp.MustCompile(`^alias/[A-Za-z0-9/_-]+$`)
 )
 
@@ -74,18 +75,9 @@ func LoadConfig(lookup func(string) (string, bool)) (Config, error) {
 	if strings.HasPrefix(strings.ToLower(cfg.TagPrefix), "aws:") {
 		problems = append(problems, fmt.Sprintf("TAG_PREFIX %q uses the reserved aws: prefix", cfg.TagPrefix))
 	}
-	if v, ok := lookup("IGNORED_PRINCIPAL_ARNS"); ok {
-		for _, a := range strings.Split(v, ",") {
-			a = strings.TrimSpace(a)
-			if a == "" {
-				continue
-			}
-			if !principalARNRE.MatchString(a) {
-				problems = append(problems, fmt.Sprintf("IGNORED_PRINCIPAL_ARNS entry %q is not an IAM role or STS ARN", a))
-				continue
-			}
-			cfg.IgnoredPrincipalARNs = append(cfg.IgnoredPrincipalARNs, a)
-		}
+	if v, ok := lookup(principals.Env); ok {
+		ignored, bad := principals.Parse(v)
+		cfg.IgnoredPrincipalARNs, problems = ignored, append(problems, bad...)
 	}
 	if len(problems) > 0 {
 		return Config{}, &ConfigError{Problems: problems}

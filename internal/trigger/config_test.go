@@ -61,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 				`STATE_MACHINE_ARN "arn:aws:lambda:us-west-2:111122223333:function:x" is not a state machine ARN`,
 				`ALIAS_PREFIX "databricks/" must start with alias/`,
 				`TAG_PREFIX "aws:databricks:" uses the reserved aws: prefix`,
-				`IGNORED_PRINCIPAL_ARNS entry "rotator-role" is not an IAM role or STS ARN`,
+				`IGNORED_PRINCIPAL_ARNS entry "rotator-role" is not an IAM or STS ARN`,
 			},
 		},
 		{

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/principals"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 )
 
@@ -324,12 +325,7 @@ func (d Decision) ignore(format string, args ...any) Decision {
 }
 
 func ignoredPrincipal(cfg Config, id userIdentity) string {
-	for _, candidate := range []string{id.ARN, id.SessionContext.SessionIssuer.ARN} {
-		if candidate != "" && slices.Contains(cfg.IgnoredPrincipalARNs, candidate) {
-			return candidate
-		}
-	}
-	return ""
+	return principals.Match(cfg.IgnoredPrincipalARNs, id.ARN, id.SessionContext.SessionIssuer.ARN)
 }
 
 // nativeKeyARN reads the key of a native KMS event: resources[0], else detail.key-id in the
