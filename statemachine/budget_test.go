@@ -13,6 +13,7 @@ import (
 
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/compute"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
+	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wslock"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/wsupdate"
 )
@@ -58,13 +59,30 @@ func TestTheExecutionTimeoutHoldsTheWorstCaseOfOneWorkspaceAndTheLockLeaseOutlas
 	require.GreaterOrEqual(t, wsupdate.DefaultSettings.StorageBudget, wsupdate.DefaultSettings.ManagedServicesBudget)
 	// Before the lock: change control (an approval, then a maintenance window), nothing locked or stopped.
 	beforeLock := policy.MaxApprovalTimeout + policy.MaxWindowWait
-	t.Logf("worst case of one workspace %s after its lock, %s of waits before it, execution timeout %s, lock lease %s",
-		worst, beforeLock, timeout, wslock.DefaultLease)
-	assert.LessOrEqual(t, beforeLock+worst, timeout,
-		"one workspace can need %s after %s of change-control waits, but the execution times out after %s: lower a budget or raise TimeoutSeconds (and the lock lease)",
-		worst, beforeLock, timeout)
-	assert.Less(t, timeout, beforeLock+worst+time.Hour, "TimeoutSeconds is derived from the budgets, with under an hour of slack")
-	assert.Greater(t, wslock.DefaultLease, worst, "the lock lease must outlast the part of the execution that holds the lock")
+	// After the lock: the workspaces rotate in child executions, MaxConcurrentWorkspaces at a time, so
+	// a request at the cap with the lowest concurrency the template accepts runs that many waves,
+	// each as long as a child may run (its own TimeoutSeconds, derived below).
+	conc, ok := loadTemplate(t).section("Parameters")["MaxConcurrentWorkspaces"].(map[string]any)
+	require.True(t, ok, "MaxConcurrentWorkspaces is a template parameter")
+	minConcurrency, err := strconv.Atoi(fmt.Sprint(conc["MinValue"]))
+	require.NoError(t, err, "MaxConcurrentWorkspaces has a MinValue")
+	waves := (rotation.MaxWorkspacesPerRequest + minConcurrency - 1) / minConcurrency
+	childRaw, err := os.ReadFile("workspace-rotation.asl.json")
+	require.NoError(t, err)
+	var child struct {
+		TimeoutSeconds int `json:"TimeoutSeconds"`
+	}
+	require.NoError(t, json.Unmarshal(childRaw, &child))
+	afterLock := time.Duration(waves)*time.Duration(child.TimeoutSeconds)*time.Second + nonBudgetedSteps
+	t.Logf("worst case of one workspace %s; %d waves of children of at most %ds after the lock (%s); %s of waits before it; execution timeout %s (%d s); lock lease %s",
+		worst, waves, child.TimeoutSeconds, afterLock, beforeLock, timeout, int((beforeLock + afterLock).Seconds()), wslock.DefaultLease)
+	assert.LessOrEqual(t, beforeLock+afterLock, timeout,
+		"a request can need %s after %s of change-control waits, but the execution times out after %s: lower a budget or raise TimeoutSeconds",
+		afterLock, beforeLock, timeout)
+	assert.Less(t, timeout, beforeLock+afterLock+time.Hour, "TimeoutSeconds is derived from the budgets, with under an hour of slack")
+	// A child takes its workspace's lock again (wslock.Hold extends the lease) before it stops or
+	// patches anything: the lease must outlast what a workspace does from there.
+	assert.Greater(t, wslock.DefaultLease, worst, "the lock lease must outlast the part of a workspace's rotation that holds the lock")
 }
 
 // TestTheWorkspaceExecutionTimeoutHoldsTheWorstCaseOfItsWorkspace derives the child state
