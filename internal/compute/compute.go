@@ -528,7 +528,9 @@ func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rota
 	if err != nil {
 		return rotation.ComputeStatus{}, err
 	}
-	var again, late rotation.Inventory
+	// toStop is everything classic that runs; refs names it for the status, where the inventory
+	// decides between StoppedAgain and LateStopped.
+	var toStop rotation.Inventory
 	var refs []rotation.ResourceRef
 	for _, p := range sortedValues(snap.pipelines) {
 		if !pipelineActive(p.State) {
@@ -551,13 +553,8 @@ func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rota
 		if p.State == pipelines.PipelineStateStopping {
 			continue
 		}
-		ref := rotation.PipelineRef{ID: p.PipelineId, Name: p.Name}
+		toStop.Pipelines = append(toStop.Pipelines, rotation.PipelineRef{ID: p.PipelineId, Name: p.Name})
 		refs = append(refs, rotation.ResourceRef{Kind: KindPipeline, ID: p.PipelineId, Name: p.Name, State: string(p.State)})
-		if known[KindPipeline+p.PipelineId] {
-			again.Pipelines = append(again.Pipelines, ref)
-		} else {
-			late.Pipelines = append(late.Pipelines, ref)
-		}
 	}
 	for _, c := range sortedValues(snap.clusters) {
 		if !slices.Contains(clusterBusyStates, c.State) {
@@ -567,13 +564,8 @@ func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rota
 		if c.State == compute.StateTerminating {
 			continue
 		}
-		ref := rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)}
+		toStop.Clusters = append(toStop.Clusters, rotation.ClusterRef{ID: c.ClusterId, Name: c.ClusterName, Source: string(c.ClusterSource), State: string(c.State)})
 		refs = append(refs, rotation.ResourceRef{Kind: KindCluster, ID: c.ClusterId, Name: c.ClusterName, State: string(c.State)})
-		if known[KindCluster+c.ClusterId] {
-			again.Clusters = append(again.Clusters, ref)
-		} else {
-			late.Clusters = append(late.Clusters, ref)
-		}
 	}
 	for _, p := range sortedValues(snap.pools) {
 		if poolHasInstances(p.Stats) {
@@ -589,24 +581,14 @@ func (t *Tasks) keepStopped(ctx context.Context, w *dbclient.Workspace, inv rota
 		if wh.State == sql.StateStopping {
 			continue
 		}
-		ref := rotation.WarehouseRef{ID: wh.Id, Name: wh.Name}
+		toStop.Warehouses = append(toStop.Warehouses, rotation.WarehouseRef{ID: wh.Id, Name: wh.Name})
 		refs = append(refs, rotation.ResourceRef{Kind: KindWarehouse, ID: wh.Id, Name: wh.Name, State: string(wh.State)})
-		if known[KindWarehouse+wh.Id] {
-			again.Warehouses = append(again.Warehouses, ref)
-		} else {
-			late.Warehouses = append(late.Warehouses, ref)
-		}
 	}
 	if len(refs) == 0 {
 		status.Done = status.PendingCount == 0
 		return status, nil
 	}
-	all := rotation.Inventory{
-		Clusters:   append(again.Clusters, late.Clusters...),
-		Warehouses: append(again.Warehouses, late.Warehouses...),
-		Pipelines:  append(again.Pipelines, late.Pipelines...),
-	}
-	if _, _, err := t.runPhases(ctx, stopPhases(w, all), 0); err != nil {
+	if _, _, err := t.runPhases(ctx, stopPhases(w, toStop), 0); err != nil {
 		return rotation.ComputeStatus{}, fmt.Errorf("stopping compute started during the rotation: %w", err)
 	}
 	for _, ref := range refs {
