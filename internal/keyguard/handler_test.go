@@ -62,7 +62,7 @@ func TestScheduledDeletionOfAKeyInUseIsReportedAndLeftPendingWhenUndoIsOff(t *te
 	assert.Equal(t, kmstypes.KeyStatePendingDeletion, r.keyState(keyARN), "undo is off: the key is left as it is")
 	assert.NotContains(t, r.guard.Calls(), "CancelKeyDeletion")
 
-	recs := r.logs.records(t)
+	recs := r.logs.Records(t)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "ERROR", recs[0]["level"])
 	assert.Equal(t, []any{"1234567890123456"}, recs[0]["workspace_ids"])
@@ -235,7 +235,7 @@ func TestAKeyNobodyUsesPublishesNothingAndUndoesNothing(t *testing.T) {
 	assert.Empty(t, r.aws.Events())
 	assert.Empty(t, r.guard.Calls())
 	assert.Equal(t, kmstypes.KeyStatePendingDeletion, r.keyState(keyARN))
-	recs := r.logs.records(t)
+	recs := r.logs.Records(t)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "INFO", recs[0]["level"])
 	assert.Contains(t, recs[0]["msg"], "no Databricks workspace depends on the key")
@@ -294,7 +294,7 @@ func TestEventsTheGuardDoesNotActOnTouchNothing(t *testing.T) {
 		{"a CreateKey", "kms-createkey-cloudtrail.json", nil, "INFO"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(r.logs.records(t))
+			before := len(r.logs.Records(t))
 			ev := fixture(t, tc.fixture, keyID)
 			if tc.edit != nil {
 				ev = editDetail(t, ev, tc.edit)
@@ -304,7 +304,7 @@ func TestEventsTheGuardDoesNotActOnTouchNothing(t *testing.T) {
 			assert.Empty(t, r.db.Requests(), "Databricks is not asked")
 			assert.NotContains(t, r.guard.Calls(), "CancelKeyDeletion")
 			assert.NotContains(t, r.guard.Calls(), "EnableKey")
-			recs := r.logs.records(t)
+			recs := r.logs.Records(t)
 			require.Len(t, recs, before+1)
 			assert.Equal(t, "event ignored", recs[before]["msg"])
 			assert.Equal(t, tc.level, recs[before]["level"])
@@ -368,7 +368,7 @@ func TestDatabricksUnavailableIsReturnedSoTheEventIsRetried(t *testing.T) {
 	assert.Contains(t, err.Error(), "3c4226b0-1e81-48a8-a333-7fa5f3cbd118")
 	assert.Empty(t, r.aws.Events())
 	assert.Empty(t, r.guard.Calls(), "nothing is undone before the guard knows the key is in use")
-	recs := r.logs.records(t)
+	recs := r.logs.Records(t)
 	require.NotEmpty(t, recs)
 	assert.Equal(t, true, recs[len(recs)-1]["retryable"])
 
@@ -464,7 +464,7 @@ func TestRemindersArePagedAndAnUnreadableOneDoesNotHideTheOthers(t *testing.T) {
 	assert.Equal(t, "2345678901234567", got[0].Workspaces[0].WorkspaceID)
 	assert.Equal(t, keyguard.UsePreviousKey, got[0].Workspaces[0].Use)
 	var warned bool
-	for _, rec := range r.logs.records(t) {
+	for _, rec := range r.logs.Records(t) {
 		if rec["level"] == "WARN" && rec["msg"] == "retirement reminder input unreadable; its workspaces are not checked" {
 			warned = true
 		}

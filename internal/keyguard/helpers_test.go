@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -152,33 +151,8 @@ func (r *recordingKMS) PutKeyPolicy(ctx context.Context, in *kms.PutKeyPolicyInp
 	return r.Client.PutKeyPolicy(ctx, in, opts...)
 }
 
-// safeBuffer collects JSON log records without racing the handler's writes.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		out = append(out, rec)
-	}
-	return out
-}
+// safeBuffer collects the handler's JSON log records.
+type safeBuffer = faketest.LogBuffer
 
 // rig is one test's world: local-kms, the Databricks fake, the AWS fake with the reminder state
 // machine registered, and the handler wired to them as main wires it.

@@ -101,7 +101,7 @@ func TestAnAbortedRotationReportsTheStoppedWorkspaceWithItsInventoryAndReleasesI
 
 	assert.Equal(t, map[string]string{wsOther: otherExecution}, r.lockedWorkspaces(), "the execution's locks are gone, another execution's lock stays")
 
-	recs := r.logs.records(t)
+	recs := r.logs.Records(t)
 	require.NotEmpty(t, recs)
 	last := recs[len(recs)-1]
 	assert.Equal(t, "ERROR", last["level"])
@@ -141,7 +141,7 @@ func TestARedeliveredStatusChangePublishesTheSameEventIDsAndReleasesNothingMore(
 		assert.Equal(t, d, second[ws], "workspace %s: the same event", ws)
 	}
 	assert.Equal(t, map[string]string{wsOther: otherExecution}, r.lockedWorkspaces())
-	recs := r.logs.records(t)
+	recs := r.logs.Records(t)
 	assert.Empty(t, recs[len(recs)-1]["locks_released"], "the second release found nothing of its own")
 }
 
@@ -211,7 +211,7 @@ func TestAStoredInventoryThatCannotBeReadIsReportedByItsReference(t *testing.T) 
 	require.NotNil(t, d.Inventory)
 	assert.Equal(t, gone, *d.Inventory)
 	assert.Equal(t, &rotation.Counts{Clusters: 5000}, d.Stopped)
-	assert.True(t, strings.Contains(r.logs.b.String(), "stored inventory not read"))
+	assert.True(t, strings.Contains(r.logs.String(), "stored inventory not read"))
 }
 
 func TestAnInventoryTakenJustBeforeTheEndIsNotReportedAsStopped(t *testing.T) {
@@ -405,7 +405,7 @@ func TestEventsTheRescueDoesNotActOnAreAcknowledgedWithoutACall(t *testing.T) {
 			require.NoError(t, r.h.Handle(context.Background(), c.event(t)))
 			assert.Empty(t, r.published())
 			assert.False(t, r.calledSFN("DescribeExecution") || r.calledSFN("GetExecutionHistory"), "no call for an event the rescue does not act on")
-			recs := r.logs.records(t)
+			recs := r.logs.Records(t)
 			require.Len(t, recs, 1)
 			assert.Equal(t, "event ignored", recs[0]["msg"])
 			assert.Contains(t, recs[0]["reason"], c.reason)
@@ -423,7 +423,7 @@ func TestAStatusChangeOfAnExecutionStepFunctionsDoesNotKnowIsAcknowledged(t *tes
 	require.NoError(t, r.h.Handle(context.Background(), fixture(t, "rotation-execution-aborted.json")))
 	assert.Empty(t, r.published())
 	assert.False(t, r.calledSFN("GetExecutionHistory"))
-	assert.Contains(t, r.logs.b.String(), "the execution does not exist")
+	assert.Contains(t, r.logs.String(), "the execution does not exist")
 	assert.Len(t, r.lockedWorkspaces(), 1)
 }
 

@@ -1,7 +1,6 @@
 package rescue_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/awsfake"
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/invstore"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rescue"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
@@ -264,32 +263,8 @@ func editDetail(t testing.TB, ev events.CloudWatchEvent, edit func(detail map[st
 	return ev
 }
 
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		out = append(out, rec)
-	}
-	return out
-}
+// safeBuffer collects the handler's JSON log records.
+type safeBuffer = faketest.LogBuffer
 
 // ---------------------------------------------------------------------------------------------------
 // Histories as the rotation state machine records them

@@ -104,7 +104,7 @@ func TestARunEndedAfterAPatchTookGetsTheRetirementReminderTheDefinitionWouldHave
 	}
 	assert.Equal(t, rotation.OutcomeRotated, ws[wsML]["outcome"], "an iteration that ended is listed as the Map lists it")
 	assert.Equal(t, map[string]string{wsOther: otherExecution}, r.lockedWorkspaces())
-	assert.Contains(t, r.logs.b.String(), `"retirement_reminder":"`+rescue.ReminderName(executionName)+`"`)
+	assert.Contains(t, r.logs.String(), `"retirement_reminder":"`+rescue.ReminderName(executionName)+`"`)
 }
 
 func TestARunEndedBeforeAnyPatchStartsNoReminder(t *testing.T) {

@@ -1,7 +1,6 @@
 package trigger_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/faketest"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/policy"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/trigger"
 )
@@ -154,36 +154,8 @@ func (f *fakeEvents) PutEvents(_ context.Context, in *eventbridge.PutEventsInput
 	return &eventbridge.PutEventsOutput{}, nil
 }
 
-// safeBuffer is a log sink the race detector accepts.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// records decodes the JSON log lines.
-func (s *safeBuffer) records(t *testing.T) []map[string]any {
-	t.Helper()
-	var out []map[string]any
-	dec := json.NewDecoder(bytes.NewReader([]byte(s.String())))
-	for dec.More() {
-		var m map[string]any
-		require.NoError(t, dec.Decode(&m))
-		out = append(out, m)
-	}
-	return out
-}
+// safeBuffer collects the handler's JSON log records.
+type safeBuffer = faketest.LogBuffer
 
 type harness struct {
 	h      *trigger.Handler

@@ -44,7 +44,7 @@ func TestHandleStartsTheStateMachineWithTheDecidedInput(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"1234567890123456", "2345678901234567"}, parsed.WorkspaceIDs)
 
-	recs := hs.logs.records(t)
+	recs := hs.logs.Records(t)
 	require.Len(t, recs, 1)
 	assert.Equal(t, "rotation started", recs[0]["msg"])
 	assert.Equal(t, "Start", recs[0]["decision"])
@@ -70,7 +70,7 @@ func TestHandleTreatsExecutionAlreadyExistsAsADuplicateDelivery(t *testing.T) {
 	hs.sfn.err = &sfntypes.ExecutionAlreadyExists{Message: aws.String("Execution Already Exists: 'arn:...'")}
 	require.NoError(t, hs.h.Handle(context.Background(), loadFixture(t, "kms-createkey-cloudtrail.json")))
 
-	recs := hs.logs.records(t)
+	recs := hs.logs.Records(t)
 	require.Len(t, recs, 1)
 	assert.Contains(t, recs[0]["msg"], "duplicate delivery")
 	assert.Equal(t, "INFO", recs[0]["level"])
@@ -114,7 +114,7 @@ func TestHandleReturnsAWSFailuresSoTheyAreRetriedOrEscalated(t *testing.T) {
 			if tt.wantErr != nil {
 				assert.ErrorIs(t, err, tt.wantErr, "the AWS error stays in the chain")
 			}
-			recs := hs.logs.records(t)
+			recs := hs.logs.Records(t)
 			require.NotEmpty(t, recs)
 			last := recs[len(recs)-1]
 			assert.Equal(t, tt.retryable, last["retryable"])
@@ -178,7 +178,7 @@ func TestHandleAcknowledgesEventsItCannotUse(t *testing.T) {
 			require.NoError(t, hs.h.Handle(context.Background(), tt.ev))
 			assert.Empty(t, hs.sfn.inputs)
 			assert.Empty(t, hs.events.inputs)
-			recs := hs.logs.records(t)
+			recs := hs.logs.Records(t)
 			require.Len(t, recs, 1)
 			assert.Equal(t, "INFO", recs[0]["level"])
 			assert.Equal(t, "event ignored", recs[0]["msg"])

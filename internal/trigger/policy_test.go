@@ -112,7 +112,7 @@ func TestAnEventFromAnotherAccountIsIgnoredBeforeAnythingIsRead(t *testing.T) {
 			assert.Empty(t, hs.kms.calls, "no key was read")
 			assert.Empty(t, hs.sfn.inputs)
 			assert.Empty(t, hs.events.inputs)
-			recs := hs.logs.records(t)
+			recs := hs.logs.Records(t)
 			require.Len(t, recs, 1)
 			assert.Contains(t, recs[0]["reason"], `account "444455556666"`)
 		})
