@@ -315,10 +315,13 @@ func benchMaxRSS(t *testing.T, env *environment, rep *report) {
 	require.NoError(t, err)
 	t.Cleanup(aws.Close)
 	aws.CreateBucket(rig.InventoryBucket)
+	// StopCompute takes the workspace's lock again before it stops anything (wslock.Guard).
+	aws.CreateTable(rig.LockTable, "workspace_id")
 	fnEnv := map[string]string{
 		"DATABRICKS_HOST": fake.URL(), "DATABRICKS_WORKSPACE_HOST": fake.URL(), "DATABRICKS_ACCOUNT_ID": faketest.AccountID,
 		"DATABRICKS_TOKEN": faketest.Token, "DATABRICKS_RATE_LIMIT": "1000",
 		"INVENTORY_BUCKET": rig.InventoryBucket, "AWS_ENDPOINT_URL_S3": aws.URL(),
+		"LOCK_TABLE_NAME": rig.LockTable, "AWS_ENDPOINT_URL_DYNAMODB": aws.URL(),
 		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_LAMBDA_LOG_FORMAT": "JSON",
 	}
 	tasks := []struct {
