@@ -84,6 +84,7 @@ test: tools build-local ## everything CI runs: vet, unit and integration tests, 
 validate: tools ## static checks: ASL definitions, template consistency, GitHub workflows
 	$(NODE) node_modules/.bin/asl-validator --json-path statemachine/rotation.asl.json
 	$(NODE) node_modules/.bin/asl-validator --json-path statemachine/retirement-reminder.asl.json
+	$(NODE) node_modules/.bin/asl-validator --json-path statemachine/workspace-rotation.asl.json
 	@if [ -d .github/workflows ]; then $(TOOLS_BIN)/actionlint; fi
 
 .PHONY: demo
