@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
-	"strings"
 )
 
 // ChildName is the name the request's RotateWorkspace state gives a workspace's child execution
@@ -24,7 +23,7 @@ func (h *Handler) followChildren(ctx context.Context, hist *history) {
 	if machine == "" {
 		return
 	}
-	prefix := strings.Replace(machine, ":stateMachine:", ":execution:", 1) + ":"
+	prefix := executionPrefix(machine)
 	for _, id := range hist.order {
 		it := hist.iterations[id]
 		if it == nil || !it.entered[stateRotateWorkspace] || it.outcome != "" {

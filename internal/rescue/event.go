@@ -105,9 +105,7 @@ func ParseEvent(ev events.CloudWatchEvent, stateMachineARN string) (StatusChange
 	default:
 		return sc, malformed("status %s is not a Step Functions execution status", quote(sc.Status))
 	}
-	// executionArn is arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>.
-	prefix := strings.Replace(stateMachineARN, ":stateMachine:", ":execution:", 1) + ":"
-	name, ok := strings.CutPrefix(sc.ExecutionARN, prefix)
+	name, ok := strings.CutPrefix(sc.ExecutionARN, executionPrefix(stateMachineARN))
 	if !ok || name == "" || strings.Contains(name, ":") {
 		return sc, malformed("executionArn %s is not an execution of %s", quote(sc.ExecutionARN), stateMachineARN)
 	}
@@ -143,4 +141,10 @@ func quote(s string) string {
 		s = s[:maxQuoted] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// executionPrefix is what the ARN of every execution of stateMachineARN starts with: an execution
+// ARN is arn:<partition>:states:<region>:<account>:execution:<state machine>:<name>.
+func executionPrefix(stateMachineARN string) string {
+	return strings.Replace(stateMachineARN, ":stateMachine:", ":execution:", 1) + ":"
 }
