@@ -163,7 +163,7 @@ async function main() {
     handlers = taskHandlers(byName, job);
     withAwsTaskTimeouts(byName);
     // The engine times the whole execution with one Node timer too: a TimeoutSeconds past what a
-    // timer holds (the request's is about 35 days) would fire at once. No sandbox run lasts that long.
+    // timer holds (the request's is about 55 days) would fire at once. No sandbox run lasts that long.
     if (job.definition.TimeoutSeconds > MAX_TASK_TIMEOUT_SECONDS) job.definition.TimeoutSeconds = MAX_TASK_TIMEOUT_SECONDS;
     const waitTimeOverrides = expandOverrides(job.wait_overrides_ms, byName, (s) => s.Type === 'Wait', 'wait');
     const retryIntervalOverrides = expandOverrides(job.retry_overrides_ms, byName, (s) => Array.isArray(s.Retry) && s.Retry.length > 0, 'retry');

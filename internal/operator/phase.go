@@ -37,12 +37,15 @@ var phases = map[string]string{
 	"PlanBeforeWindow":        phaseWindow,
 	"AnnounceWindowWait":      phaseWindow,
 	"WaitForWindow":           phaseWindow,
+	"KeepBaselineKeys?":       phaseValidating,
+	"KeepBaselineKeys":        phaseValidating,
 	"Superseded?":             phaseValidating,
 	"CheckNotSuperseded":      phaseValidating,
 
 	"LockWorkspaces": phaseValidating,
 	"Validate":       phaseValidating,
 	"DryRun?":        phaseValidating,
+	"PreparePlan":    phasePlanning,
 
 	"PlanWorkspaces":    phasePlanning,
 	"PlanAlreadyOnKey?": phasePlanning,
@@ -54,6 +57,7 @@ var phases = map[string]string{
 	"PlanDone":          phaseReporting,
 
 	"RegisterKeyConfig": phaseRegistering,
+	"PrepareRotation":   phaseRegistering,
 
 	// The request's Map starts one child execution per workspace (statemachine/workspace-rotation.asl.json);
 	// the states below it are the child's, which run in the child's own history.

@@ -44,10 +44,32 @@ type TaskInput struct {
 	Compare *CompareInput `json:"compare,omitempty"`
 }
 
-// CompareInput is the plan validated before a wait and the one validated after the lock.
+// CompareInput is the key ids of the plan validated before a wait and the plan validated after the
+// lock.
 type CompareInput struct {
-	Baseline rotation.Plan `json:"baseline"`
+	Baseline BaselineKeys  `json:"baseline"`
 	Plan     rotation.Plan `json:"plan"`
+}
+
+// BaselineKeys is what the state machine keeps of the plan made before a wait (the KeepBaselineKeys
+// state): each workspace's key ids, as lists parallel to WorkspaceIDs. Only these are compared, and
+// keeping every workspace's whole plan through the rotation would not fit the request's state at
+// the per-request cap.
+type BaselineKeys struct {
+	WorkspaceIDs          []string `json:"workspace_ids"`
+	PreviousManagedKeyIDs []string `json:"previous_managed_services_key_ids"`
+	PreviousStorageKeyIDs []string `json:"previous_storage_key_ids"`
+}
+
+// Baseline is the BaselineKeys of a plan, as KeepBaselineKeys builds them.
+func Baseline(plan rotation.Plan) BaselineKeys {
+	var b BaselineKeys
+	for _, w := range plan.Workspaces {
+		b.WorkspaceIDs = append(b.WorkspaceIDs, w.WorkspaceID)
+		b.PreviousManagedKeyIDs = append(b.PreviousManagedKeyIDs, w.PreviousManagedKeyID)
+		b.PreviousStorageKeyIDs = append(b.PreviousStorageKeyIDs, w.PreviousStorageKeyID)
+	}
+	return b
 }
 
 // TaskOutput is stored at $.policy. WaitUntil is set when the rotation must wait for its window;
@@ -131,10 +153,17 @@ func message(o TaskOutput) string {
 // Superseded returns RotationSuperseded when a workspace's key ids differ between the plan made
 // before a wait and the one made after the lock: another rotation, typically an emergency that did
 // not wait, moved it meanwhile, and carrying on would replace the newer key with this older request's.
-func Superseded(baseline, now rotation.Plan) error {
-	before := map[string]rotation.WorkspaceTarget{}
-	for _, w := range baseline.Workspaces {
-		before[w.WorkspaceID] = w
+func Superseded(baseline BaselineKeys, now rotation.Plan) error {
+	n := len(baseline.WorkspaceIDs)
+	if len(baseline.PreviousManagedKeyIDs) != n || len(baseline.PreviousStorageKeyIDs) != n {
+		// Not a baseline KeepBaselineKeys built: carrying on would compare nothing.
+		return taskerr.Errorf[taskerr.InvalidInput]("the baseline's key id lists do not match its %d workspaces (%d managed services, %d storage)",
+			n, len(baseline.PreviousManagedKeyIDs), len(baseline.PreviousStorageKeyIDs))
+	}
+	type keys struct{ managed, storage string }
+	before := map[string]keys{}
+	for i, id := range baseline.WorkspaceIDs {
+		before[id] = keys{baseline.PreviousManagedKeyIDs[i], baseline.PreviousStorageKeyIDs[i]}
 	}
 	var changed []string
 	for _, w := range now.Workspaces {
@@ -142,8 +171,8 @@ func Superseded(baseline, now rotation.Plan) error {
 		if !ok {
 			continue
 		}
-		if b.PreviousManagedKeyID != w.PreviousManagedKeyID || b.PreviousStorageKeyID != w.PreviousStorageKeyID {
-			changed = append(changed, fmt.Sprintf("workspace %s moved from key configuration %q to %q", w.WorkspaceID, b.PreviousManagedKeyID, w.PreviousManagedKeyID))
+		if b.managed != w.PreviousManagedKeyID || b.storage != w.PreviousStorageKeyID {
+			changed = append(changed, fmt.Sprintf("workspace %s moved from key configuration %q to %q", w.WorkspaceID, b.managed, w.PreviousManagedKeyID))
 		}
 	}
 	if len(changed) == 0 {

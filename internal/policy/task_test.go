@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -54,9 +55,22 @@ func TestARotationThatRanMeanwhileSupersedesTheWaitingOne(t *testing.T) {
 	plan := func(key string) rotation.Plan {
 		return rotation.Plan{Workspaces: []rotation.WorkspaceTarget{{WorkspaceID: "1111111111111111", PreviousManagedKeyID: key}}}
 	}
-	assert.NoError(t, policy.Superseded(plan("a"), plan("a")))
-	err := policy.Superseded(plan("a"), plan("b"))
+	assert.NoError(t, policy.Superseded(policy.Baseline(plan("a")), plan("a")))
+	err := policy.Superseded(policy.Baseline(plan("a")), plan("b"))
 	var sup *taskerr.RotationSuperseded
 	require.True(t, errors.As(err, &sup))
 	assert.Contains(t, err.Error(), `from key configuration "a" to "b"`)
+
+	// The baseline as the state machine hands it over: the KeepBaselineKeys state's parallel lists.
+	var in policy.TaskInput
+	require.NoError(t, json.Unmarshal([]byte(`{"compare": {"baseline": {"workspace_ids": ["1111111111111111"],
+		"previous_managed_services_key_ids": ["a"], "previous_storage_key_ids": [""]},
+		"plan": {"workspaces": [{"workspace_id": "1111111111111111", "previous_managed_services_key_id": "b", "previous_storage_key_id": ""}]}}}`), &in))
+	_, err = task(t, "2026-12-02T12:00:00Z").Handle(context.Background(), in)
+	require.True(t, errors.As(err, &sup), "got %v", err)
+
+	in.Compare.Baseline.PreviousStorageKeyIDs = nil
+	_, err = task(t, "2026-12-02T12:00:00Z").Handle(context.Background(), in)
+	var invalid *taskerr.InvalidInput
+	require.ErrorAs(t, err, &invalid, "lists of different lengths compare nothing: refused")
 }

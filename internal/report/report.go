@@ -30,14 +30,15 @@ const (
 const maxCause = 30000
 
 // summaryNames is how many still-down resources a summary names; the count is always exact.
-const summaryNames = 3
+const summaryNames = 2
 
 // maxSummaryText caps a summary's message and error (statemachine/payload_test.go sums the item).
-const maxSummaryText = 160
+const maxSummaryText = 120
 
 // maxSummaryLine caps one still-down line of a summary: a request holds up to
-// rotation.MaxWorkspacesPerRequest summaries in its top-level state.
-const maxSummaryLine = 160
+// rotation.MaxWorkspacesPerRequest summaries in its top-level state, so each item stays within
+// about 1 KiB.
+const maxSummaryLine = 120
 
 // Input is what the BuildReport task receives.
 type Input struct {
@@ -96,6 +97,17 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
+// PlanItem is what a dry-run iteration keeps of its Rotation Plan detail in the request's state, beside
+// every other workspace's: the fields the item does not already carry (workspace, previous key), the
+// message capped and the inventory as counts. The Rotation Plan event carries the whole detail.
+type PlanItem struct {
+	Message              string              `json:"message"`
+	WouldCreateKeyConfig bool                `json:"would_create_key_config"`
+	NewKeyConfigID       string              `json:"new_key_config_id,omitempty"`
+	QuietWindowSeconds   int                 `json:"quiet_window_seconds"`
+	Inventory            *rotation.Inventory `json:"inventory,omitempty"`
+}
+
 // Task builds reports; it has no dependencies and never fails on a well-formed input.
 type Task struct{}
 
@@ -107,9 +119,8 @@ func (t Task) Handle(ctx context.Context, in Input) (rotation.Report, error) {
 	}
 	d := r.Detail.(Detail)
 	if in.Kind == KindPlan {
-		compact := d
-		compact.Inventory = countsOnly(d.Inventory)
-		r.Plan = compact
+		r.Plan = PlanItem{Message: truncate(d.Message, maxSummaryText), WouldCreateKeyConfig: d.WouldCreateKeyConfig,
+			NewKeyConfigID: d.NewKeyConfigID, QuietWindowSeconds: d.QuietWindowSeconds, Inventory: countsOnly(d.Inventory)}
 	} else {
 		d = bounded(d)
 		r.Detail = d

@@ -23,7 +23,7 @@ var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 // TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions) and its history under 25,000
 // events (statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more
 // requests.
-const MaxWorkspacesPerRequest = 100
+const MaxWorkspacesPerRequest = 200
 
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
 // accept "WORKSPACE_IDS").

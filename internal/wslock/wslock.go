@@ -1,10 +1,12 @@
 // Package wslock makes sure a workspace has at most one rotation in progress.
 //
 // Mechanism: one DynamoDB item per workspace, written with a condition. Acquire writes the items of
-// every workspace of an execution in one TransactWriteItems, each Put conditioned on "no item, or an
-// expired lease, or already ours". DynamoDB evaluates a condition and applies the write atomically,
-// and a transaction applies all of its writes or none, so two executions that race for a workspace
-// cannot both win, whatever the timing: there is no read-then-write window. Release deletes only
+// every workspace of an execution in TransactWriteItems of at most 100 items (DynamoDB's limit), each
+// Put conditioned on "no item, or an expired lease, or already ours". DynamoDB evaluates a condition
+// and applies the write atomically, so two executions that race for a workspace cannot both win,
+// whatever the timing: there is no read-then-write window. A request of more than 100 workspaces
+// takes its locks in several transactions, in workspace-id order; when one is refused, Acquire gives
+// back the locks the earlier ones took, so the request still holds all of its locks or none. Release deletes only
 // items the execution owns (conditional delete), so a late release can never free another
 // execution's lock. The lease (expires_at, also the table's TTL attribute) frees a lock whose
 // execution was aborted or timed out without releasing; it outlasts the state machine's own
@@ -67,7 +69,12 @@ type AcquireInput struct {
 	Request   json.RawMessage `json:"request"`
 }
 
-// Acquire takes the locks of every workspace of the request for the execution, or none.
+// transactionItems is DynamoDB's limit on the actions of one TransactWriteItems.
+const transactionItems = 100
+
+// Acquire takes the locks of every workspace of the request for the execution, or none. Each batch
+// of transactionItems workspaces is one transaction; every batch is tried even after one is refused,
+// so that the refusal names every busy workspace, and then the batches that succeeded are released.
 func (l *Locks) Acquire(ctx context.Context, in AcquireInput) (Lock, error) {
 	if in.Execution == "" {
 		return Lock{}, taskerr.Errorf[taskerr.InvalidInput]("LockWorkspaces needs the execution name")
@@ -80,19 +87,41 @@ func (l *Locks) Acquire(ctx context.Context, in AcquireInput) (Lock, error) {
 	slices.Sort(ids)
 	now := l.Clock.Now()
 	lock := Lock{Owner: in.Execution, WorkspaceIDs: ids, ExpiresAt: now.Add(l.Lease)}
-	var items []types.TransactWriteItem
-	for _, id := range ids {
-		items = append(items, l.claim(id, in.Execution, now, lock.ExpiresAt))
+	var taken, held []string
+	var failure error
+	for batch := range slices.Chunk(ids, transactionItems) {
+		items := make([]types.TransactWriteItem, 0, len(batch))
+		for _, id := range batch {
+			items = append(items, l.claim(id, in.Execution, now, lock.ExpiresAt))
+		}
+		_, err := l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		var canceled *types.TransactionCanceledException
+		switch {
+		case errors.As(err, &canceled):
+			held = append(held, l.holders(ctx, batch, canceled)...)
+		case err != nil:
+			failure = fmt.Errorf("acquiring the rotation locks of workspaces %s: %w", strings.Join(batch, ", "), err)
+		default:
+			taken = append(taken, batch...)
+		}
+		if failure != nil {
+			break
+		}
 	}
-	_, err = l.DB.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
-	var canceled *types.TransactionCanceledException
-	switch {
-	case errors.As(err, &canceled):
-		return Lock{}, l.busy(ctx, ids, canceled, in.Execution)
-	case err != nil:
-		return Lock{}, fmt.Errorf("acquiring the rotation locks of workspaces %s: %w", strings.Join(ids, ", "), err)
+	if failure == nil && len(held) == 0 {
+		return lock, nil
 	}
-	return lock, nil
+	if len(taken) > 0 {
+		// All or none: the locks of the batches that went through are given back. A release that
+		// fails leaves them to their lease, which the refusal then says.
+		if _, err := l.Release(ctx, ReleaseInput{Lock: &Lock{Owner: in.Execution, WorkspaceIDs: taken}}); err != nil {
+			failure = errors.Join(failure, fmt.Errorf("and the locks already taken could not be given back (they expire at %s): %w", lock.ExpiresAt.Format(time.RFC3339), err))
+		}
+	}
+	if len(held) > 0 {
+		return Lock{}, busyError(held, in.Execution, failure)
+	}
+	return Lock{}, failure
 }
 
 // claim is the conditional write that takes or keeps one workspace's lock for owner: it succeeds
@@ -117,6 +146,12 @@ func (l *Locks) claim(workspaceID, owner string, now, expires time.Time) types.T
 
 // busy names each workspace whose lock is held, and by which execution since when.
 func (l *Locks) busy(ctx context.Context, ids []string, canceled *types.TransactionCanceledException, self string) error {
+	return busyError(l.holders(ctx, ids, canceled), self, nil)
+}
+
+// holders describes, for each item of a cancelled transaction whose condition failed, who holds
+// that workspace's lock and since when.
+func (l *Locks) holders(ctx context.Context, ids []string, canceled *types.TransactionCanceledException) []string {
 	var held []string
 	for i, reason := range canceled.CancellationReasons {
 		if i >= len(ids) || aws.ToString(reason.Code) != "ConditionalCheckFailed" {
@@ -138,8 +173,16 @@ func (l *Locks) busy(ctx context.Context, ids []string, canceled *types.Transact
 	if len(held) == 0 {
 		held = append(held, "a workspace lock is held by another execution")
 	}
-	return &taskerr.WorkspaceBusy{Reason: strings.Join(held, "; ") + ". One rotation per workspace at a time: this request (" + self +
-		") was refused, not queued; start it again once that rotation has finished."}
+	return held
+}
+
+func busyError(held []string, self string, also error) error {
+	reason := strings.Join(held, "; ") + ". One rotation per workspace at a time: this request (" + self +
+		") was refused, not queued; start it again once that rotation has finished."
+	if also != nil {
+		reason += " " + also.Error()
+	}
+	return &taskerr.WorkspaceBusy{Reason: reason}
 }
 
 // ReleaseInput is the task input: the lock taken by Acquire.

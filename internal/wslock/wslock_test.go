@@ -75,6 +75,45 @@ func TestARefusalNamesEveryBusyWorkspaceNotOnlyTheFirst(t *testing.T) {
 	assert.NotContains(t, busy.Reason, "workspace 10 is", "a free workspace is not named busy")
 }
 
+func workspaceIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprint(1000 + i)
+	}
+	return ids
+}
+
+// A request of more workspaces than one DynamoDB transaction holds (100) takes its locks in several
+// transactions; it must still hold all of them or none.
+func TestARequestOfMoreThanOneTransactionOfWorkspacesHoldsAllItsLocksOrNone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ids := workspaceIDs(rotation.MaxWorkspacesPerRequest)
+	require.Greater(t, len(ids), 100, "the cap is what makes several transactions necessary")
+
+	lock, err := f.locks.Acquire(ctx, input("exec-big", ids...))
+	require.NoError(t, err)
+	assert.Len(t, lock.WorkspaceIDs, len(ids))
+	assert.Len(t, f.aws.Items(table), len(ids), "every workspace is locked")
+	released, err := f.locks.Release(ctx, wslock.ReleaseInput{Lock: &lock})
+	require.NoError(t, err)
+	assert.Len(t, released.Released, len(ids))
+
+	// Two workspaces are busy, one in the second transaction and one in the last: the refusal names
+	// both, and the workspaces of the transactions that went through are free again.
+	_, err = f.locks.Acquire(ctx, input("exec-small", ids[150], ids[len(ids)-1]))
+	require.NoError(t, err)
+	_, err = f.locks.Acquire(ctx, input("exec-big", ids...))
+	var busy *taskerr.WorkspaceBusy
+	require.True(t, errors.As(err, &busy), "got %v", err)
+	assert.Contains(t, busy.Reason, "workspace "+ids[150]+" is being rotated by execution exec-small")
+	assert.Contains(t, busy.Reason, "workspace "+ids[len(ids)-1]+" is being rotated by execution exec-small")
+	assert.Len(t, f.aws.Items(table), 2, "the refused request gave back the locks its first transactions took")
+	other, err := f.locks.Acquire(ctx, input("exec-other", ids[0], ids[99], ids[100]))
+	require.NoError(t, err, "the workspaces of the refused request's first transactions are free")
+	assert.Equal(t, "exec-other", other.Owner)
+}
+
 func TestAcquiringAgainForTheSameExecutionSucceeds(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
