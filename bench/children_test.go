@@ -2,10 +2,9 @@
 
 package bench
 
-// Issue 11: one child execution per workspace. `go test -tags bench ./bench -run TestBenchChildren -v`
-// prints two BENCH lines each for the request of 200 workspaces and the largest history of one
-// workspace's execution. (TestBench's list in bench_test.go does not run it yet: that file belongs
-// to another change; add {"children", ...} there to have `make bench` record these figures.)
+// Issue 11: one child execution per workspace. `make bench` records the figures of one request of
+// 200 workspaces (how many rotated, its wall time, its history and its largest state) and the
+// largest history of one workspace's execution.
 
 import (
 	"encoding/json"
@@ -81,11 +80,12 @@ func benchHistoryPerWorkspace(t *testing.T, env *environment, rep *report) {
 	t.Logf("fixed %d events; checks per loop %v; %d events of %d (%.1f %%)", fixed, loops, total, historyQuota, 100*float64(total)/historyQuota)
 }
 
-// benchWorkspaces200 rotates 200 workspaces (two requests of 100, the cap): 200 child executions through the real
-// engine, with the scenarios' scaled latencies (one Databricks minute lasts 20 ms, transitions land
-// at random moments between checks, Waits shortened to 20 ms).
+// benchWorkspaces200 rotates 200 workspaces in one request (rotation.MaxWorkspacesPerRequest): 200
+// child executions through the real engine, with the scenarios' scaled latencies (one Databricks
+// minute lasts 20 ms, transitions land at random moments between checks, Waits shortened to 20 ms).
 func benchWorkspaces200(t *testing.T, env *environment, rep *report) {
 	const n, concurrency = 200, 10
+	require.GreaterOrEqual(t, rotation.MaxWorkspacesPerRequest, n, "one request holds the 200 workspaces")
 	ctx := t.Context()
 	opts := rig.Options{RepoRoot: env.root, BuildDir: env.localDir, Seed: rig.DemoSeed(rig.DefaultRegion), ClientSecret: "bench-client-secret",
 		Fake:        dbfake.Options{Realistic: &dbfake.RealisticTime{Minute: 20 * time.Millisecond, Seed: 11}},
@@ -96,22 +96,14 @@ func benchWorkspaces200(t *testing.T, env *environment, rep *report) {
 	t.Cleanup(r.Close)
 	require.NoError(t, r.PrepareFixtureKeys(ctx))
 
-	// One request holds at most rotation.MaxWorkspacesPerRequest (100: the all-or-none lock is one
-	// DynamoDB transaction of at most 100 items), so the 200 workspaces are two requests started at once.
 	ids := manyIDs(n)
+	input, err := json.Marshal(map[string]any{"workspace_ids": ids, "key_arn": r.KeyARN(rig.AliasTargetKeyID)})
+	require.NoError(t, err)
 	started := time.Now()
-	var arns []string
-	for i := 0; i < n; i += rotation.MaxWorkspacesPerRequest {
-		input, err := json.Marshal(map[string]any{"workspace_ids": ids[i:min(n, i+rotation.MaxWorkspacesPerRequest)], "key_arn": r.KeyARN(rig.AliasTargetKeyID)})
-		require.NoError(t, err)
-		arn, err := r.StartExecution(ctx, "", input)
-		require.NoError(t, err)
-		arns = append(arns, arn)
-	}
-	for _, arn := range arns {
-		exec := r.AWS.WaitExecution(ctx, arn)
-		require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
-	}
+	arn, err := r.StartExecution(ctx, "", input)
+	require.NoError(t, err)
+	exec := r.AWS.WaitExecution(ctx, arn)
+	require.Equal(t, awsfake.StatusSucceeded, exec.Status, "%s: %s", exec.Error, exec.Cause)
 	wall := time.Since(started)
 
 	rotated, largest := 0, 0
@@ -122,17 +114,18 @@ func benchWorkspaces200(t *testing.T, env *environment, rep *report) {
 			rotated++
 		}
 	}
-	var children []awsfake.Execution
-	requestHistory := 0
-	for _, arn := range arns {
-		children = append(children, r.Children(arn)...)
-		requestHistory = max(requestHistory, len(r.AWS.History(arn)))
-	}
+	children := r.Children(arn)
 	for _, c := range children {
 		largest = max(largest, len(r.AWS.History(c.ExecutionArn)))
 	}
+	largestState := 0
+	for _, ev := range r.Timeline(arn) {
+		largestState = max(largestState, len(ev.Input), len(ev.Output))
+	}
 	rep.figure("workspaces_200_rotated", float64(rotated), "count", 0, atLeast(n))
 	rep.figure("workspaces_200_s", wall.Seconds(), "s", 1, goal{})
-	t.Logf("%d requests, %d children, largest request history %d events, largest child history %d events, concurrency %d per request",
-		len(arns), len(children), requestHistory, largest, concurrency)
+	rep.figure("workspaces_200_request_history_events", float64(len(r.AWS.History(arn))), "events", 0, atMost(historyQuota))
+	rep.figure("workspaces_200_request_largest_state_kib", float64(largestState)/1024, "KiB", 1, atMost(256))
+	t.Logf("1 request, %d children, request history %d events, largest child history %d events, largest request state %d B, concurrency %d",
+		len(children), len(r.AWS.History(arn)), largest, largestState, concurrency)
 }

@@ -139,12 +139,12 @@ func widest(v any, key string) any {
 }
 
 // assertStateBoundedAtTheCap extrapolates the request execution's largest state from n workspaces
-// to rotation.MaxWorkspacesPerRequest: every array of n elements in it is per-workspace (plan,
-// results, their summary, the lock, the collected outcomes), the rest is fixed. Each element is
-// counted at its largest, widened to the longest names, ids and ARNs AWS and Databricks allow
-// (widest), so the bound holds for any request at the cap whose workspaces all rotate. A workspace
-// that FAILED or left compute down also carries its report's summary (bounded by internal/report):
-// that case is not covered here.
+// to rotation.MaxWorkspacesPerRequest: every array of n elements in it is per-workspace (targets
+// or results, the lock, the collected outcomes, the released locks), the rest is fixed. Each element
+// is counted at its largest, widened to the longest names, ids and ARNs AWS and Databricks allow
+// (widest), so the bound holds for any request at the cap whose workspaces all rotate, as this
+// engine ran it. The case of every workspace failed, with its summary and the failure cause, is
+// built at the cap by statemachine TestTheRequestStateAtTheCapStaysUnderThePayloadQuota.
 func assertStateBoundedAtTheCap(t *testing.T, tl sandbox.Timeline, n int) {
 	t.Helper()
 	var largest json.RawMessage

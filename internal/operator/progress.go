@@ -429,9 +429,11 @@ func mapItems(doc string) []workspaceLabel {
 	if !ok {
 		return nil
 	}
+	// The rotation and plan Maps read their items from $.targets (PrepareRotation, PreparePlan);
+	// histories written before that read them from $.plan.workspaces.
 	var plan map[string]json.RawMessage
 	var items []map[string]json.RawMessage
-	if !field(m, "plan", &plan) || !field(plan, "workspaces", &items) {
+	if !field(m, "targets", &items) && (!field(m, "plan", &plan) || !field(plan, "workspaces", &items)) {
 		return nil
 	}
 	labels := make([]workspaceLabel, 0, len(items))

@@ -15,14 +15,14 @@ import (
 
 var workspaceIDPattern = regexp.MustCompile(`^[1-9][0-9]{0,18}$`)
 
-// MaxWorkspacesPerRequest bounds one request. LockWorkspaces takes every workspace's lock at once,
-// all or none, in one DynamoDB transaction, which holds at most 100 items. And although each
-// workspace rotates in its own child execution, the request's execution still carries the plan of
-// every workspace and one small result per workspace (twice, once summarised): at this cap its
-// largest state stays well under the 256 KiB payload quota (emulation/rig
-// TestThirtyWorkspacesOfOneRequestRotateInTheirOwnChildExecutions) and its history under 25,000
-// events (statemachine TestTheRequestExecutionHistoryIsBoundedAtTheCap). More workspaces are more
-// requests.
+// MaxWorkspacesPerRequest bounds one request. Each workspace rotates in its own child execution,
+// but the request's execution still carries every workspace once in its state (its target, then its
+// result of at most 1 KiB) and writes about 90 history events per workspace at worst. At this cap
+// its largest state stays under the 256 KiB payload quota with every workspace failed at its worst
+// (statemachine TestTheRequestStateAtTheCapStaysUnderThePayloadQuota: 241 KiB) and its history under
+// 25,000 events (TestTheRequestExecutionHistoryIsBoundedAtTheCap: 18,204 with every retry used).
+// LockWorkspaces takes the locks in transactions of at most 100, all or none. More workspaces are
+// more requests.
 const MaxWorkspacesPerRequest = 200
 
 // requestFields are the execution input's fields, matched exactly (encoding/json alone would also
