@@ -149,8 +149,12 @@ func RollbackInputs(ctx context.Context, api RollbackAPI, arn string) ([]rotatio
 				if state.KeyConfig != nil {
 					keyConfigID = state.KeyConfig.KeyConfigID
 				}
-			case "RotateWorkspaces":
-				results, _, _ = resultsOf(deref(d.Output))
+			case "RotateWorkspaces", "CollectOutcomes":
+				// CollectOutcomes names the Map's results $.results (the Map writes them over its
+				// $.targets); histories written before it carry them in the Map's own output.
+				if found, _, ok := resultsOf(deref(d.Output)); ok {
+					results = found
+				}
 			}
 		}
 		if token = out.NextToken; token == nil {
