@@ -254,7 +254,6 @@ func (a *App) status(ctx context.Context, args []string) error {
 	return childReadError(children)
 }
 
-
 // watch follows an execution until it closes.
 func (a *App) watch(ctx context.Context, args []string) error {
 	api, arn, err := a.executionCommand(ctx, "watch", args, nil)
