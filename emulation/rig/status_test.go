@@ -39,9 +39,10 @@ func TestStatusFollowsARequestIntoTheChildrenTheEngineStarts(t *testing.T) {
 	// A running child's row names the state the child entered last (a child state has a phase).
 	runningInState := regexp.MustCompile(`\n  500000000000000\d  team-0\d  500000000000000\d-[0-9a-f]{32}  RUNNING  +[A-Z][A-Za-z]+\?? \([a-z ]+\)`)
 	for {
+		code, stdout, stderr := status()
+		// Still running after the snapshot, so running throughout it.
 		exec, ok := s.rig.AWS.Execution(arn)
 		require.True(t, ok)
-		code, stdout, stderr := status()
 		if exec.Status != awsfake.StatusRunning {
 			break
 		}
