@@ -6,7 +6,7 @@ KMS key, run by the rotation state machine.
 Usage:
   cmkrotate start  --workspace ID --key-arn ARN [flags]   start a rotation (or: start --input FILE)
   cmkrotate plan   --workspace ID --key-arn ARN [flags]   dry run: what a rotation would stop, changing nothing
-  cmkrotate status EXECUTION                              one progress snapshot
+  cmkrotate status EXECUTION                              one progress snapshot; for a request, each workspace's child execution
   cmkrotate watch  EXECUTION                              follow an execution until it ends
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
   cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
@@ -18,6 +18,8 @@ EXECUTION is an execution ARN, or an execution name together with --state-machin
 
 Environment:
   ROTATOR_STATE_MACHINE_ARN   the rotation state machine, when --state-machine is not given
+  ROTATOR_WORKSPACE_STATE_MACHINE_ARN
+                              status: the children's state machine, when the request's history does not name it
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SFN and the rest of the standard AWS configuration chain
                               (calls go to the region in the state machine or execution ARN)
 
