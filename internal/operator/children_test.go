@@ -200,6 +200,7 @@ func TestStatusOfARequestFollowsEachWorkspaceIntoItsChildExecution(t *testing.T)
 		Error:        aws.String("Operator.Stopped"),
 	})
 	require.NoError(t, err)
+	before := len(h.srv.Requests())
 
 	code := h.run("status", "request-7")
 
@@ -222,6 +223,25 @@ Children    7 workspaces: 1 FAILED, 1 TIMED_OUT, 1 ABORTED, 1 RUNNING, 2 SUCCEED
 Console     https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/`+arn+`
 `, normalise(h.stdout.String()))
 	assert.Empty(t, h.stderr.String())
+
+	calls := map[string]int{}
+	for _, r := range h.srv.Requests()[before:] {
+		calls[r.Target]++
+	}
+	assert.Equal(t, map[string]int{
+		// The request, then each of the 7 workspaces: the one not started costs its describe only.
+		"AWSStepFunctions.DescribeExecution":   1 + 7,
+		"AWSStepFunctions.GetExecutionHistory": 1 + 6,
+	}, calls, "a bounded number of calls per workspace")
+
+	t.Run("a child's own status shows that child", func(t *testing.T) {
+		h.stdout.Reset()
+		code := h.run("status", "arn:aws:states:us-east-1:123456789012:execution:workspace-rotation:"+c(running))
+
+		require.Equal(t, operator.ExitOK, code, "stderr: %s", h.stderr)
+		assert.Contains(t, h.stdout.String(), "\nState       CheckStopped (stopping compute); retrying after DatabricksUnavailable: listing clusters: 503 Service Unavailable\n")
+		assert.NotContains(t, h.stdout.String(), "Children")
+	})
 }
 
 func TestStatusOfARequestAwaitingApprovalSaysNoChildIsStartedYet(t *testing.T) {
