@@ -314,6 +314,6 @@ func TestStatusRefusesAChildStateMachineThatIsNotOneBeforeAnyCall(t *testing.T) 
 		&stdout, &stderr, func(string) string { return "" }, newSFN)
 
 	assert.Equal(t, operator.ExitUsage, code)
-	assert.Contains(t, stderr.String(), `cmkrotate status: "workspace-rotation" is not a state machine ARN`)
+	assert.Contains(t, stderr.String(), `cmkrotate status: --workspace-state-machine (or ROTATOR_WORKSPACE_STATE_MACHINE_ARN) "workspace-rotation" is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)`)
 	assert.Empty(t, stdout.String())
 }

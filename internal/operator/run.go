@@ -224,8 +224,7 @@ func (a *App) width() int {
 	return 120
 }
 
-// status prints one snapshot of an execution.
-// For a request it also reads each workspace's child execution.
+// status prints one snapshot of an execution, and for a request each workspace's child execution.
 func (a *App) status(ctx context.Context, args []string) error {
 	var childMachine string
 	api, arn, err := a.executionCommand(ctx, "status", args, func(fs *flag.FlagSet) func() error {
@@ -235,8 +234,10 @@ func (a *App) status(ctx context.Context, args []string) error {
 			if childMachine == "" {
 				return nil
 			}
-			_, err := stateMachineARN(childMachine)
-			return err
+			if _, err := stateMachineARN(childMachine); err != nil {
+				return usageErrorf("--workspace-state-machine (or %s) %q is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)", envChildState, childMachine)
+			}
+			return nil
 		}
 	})
 	if err != nil {
@@ -267,12 +268,12 @@ func (a *App) watch(ctx context.Context, args []string) error {
 	return outcomeError(p)
 }
 
-// executionCommand reads the command line of status and watch, EXECUTION [--state-machine ARN],
-// and builds the client once it is valid.
 // commandFlags adds a command's own flags; the check it returns runs once they are parsed, before
 // any client is built.
 type commandFlags func(fs *flag.FlagSet) (check func() error)
 
+// executionCommand reads the command line of status and watch, EXECUTION [--state-machine ARN]
+// and the command's own flags, and builds the client once it is valid.
 func (a *App) executionCommand(ctx context.Context, name string, args []string, more commandFlags) (WatchAPI, string, error) {
 	fs := newFlagSet(name)
 	sm := fs.String("state-machine", "", "")
