@@ -6,6 +6,9 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,4 +319,52 @@ func TestStatusRefusesAChildStateMachineThatIsNotOneBeforeAnyCall(t *testing.T) 
 	assert.Equal(t, operator.ExitUsage, code)
 	assert.Contains(t, stderr.String(), `cmkrotate status: --workspace-state-machine (or ROTATOR_WORKSPACE_STATE_MACHINE_ARN) "workspace-rotation" is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)`)
 	assert.Empty(t, stdout.String())
+}
+
+// denying answers DescribeExecution of one execution as IAM would when the operator's role does not
+// cover it; every other call goes to the fake.
+type denying struct {
+	next http.RoundTripper
+	arn  string
+}
+
+func (d denying) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err
+	}
+	if r.Header.Get("X-Amz-Target") == "AWSStepFunctions.DescribeExecution" && bytes.Contains(body, []byte(d.arn)) {
+		return &http.Response{
+			StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
+			Header: http.Header{"Content-Type": []string{"application/x-amz-json-1.0"}},
+			Body: io.NopCloser(strings.NewReader(`{"__type":"com.amazon.coral.service#AccessDeniedException",` +
+				`"message":"User is not authorized to perform: states:DescribeExecution on resource: ` + d.arn + `"}`)),
+		}, nil
+	}
+	r = r.Clone(r.Context())
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return d.next.RoundTrip(r)
+}
+
+func TestAChildThatCannotBeReadIsMarkedAndTheStatusExitsOne(t *testing.T) {
+	h := newChildrenHarness(t)
+	const readable, denied = "1234567890123456", "2345678901234567"
+	h.plays[readable] = childPlay{events: []awsfake.HistoryEvent{entered("Task", "TakeInventory")}, block: true}
+	h.plays[denied] = childPlay{events: []awsfake.HistoryEvent{entered("Task", "TakeInventory")}, block: true}
+	h.started = []string{readable, denied}
+	h.startRequest("request-10", true, planned{readable, "analytics-prod"}, planned{denied, "ml-research"})
+	deniedARN := "arn:aws:states:us-east-1:123456789012:execution:workspace-rotation:" + childOf("request-10", denied)
+	opts := h.client.Options()
+	opts.HTTPClient = &http.Client{Transport: denying{next: http.DefaultTransport.(*http.Transport).Clone(), arn: deniedARN}}
+	h.client = sfn.New(opts)
+
+	code := h.run("status", "request-10")
+
+	assert.Equal(t, operator.ExitFailure, code)
+	rows := tableCells(h.stdout.String())
+	assert.Contains(t, rows, []string{"Children", "2 workspaces: 1 unreadable, 1 RUNNING (state machine workspace-rotation)"})
+	assert.Contains(t, rows, []string{"", readable, "analytics-prod", childOf("request-10", readable), "RUNNING", "TakeInventory (stopping compute)", "-"})
+	assert.Contains(t, rows, []string{"", denied, "ml-research", childOf("request-10", denied), "unreadable", "-", "could not be read: AccessDeniedException"})
+	assert.Contains(t, h.stderr.String(), "cmkrotate status: 1 of 2 child executions could not be read; first: describe "+deniedARN+": ")
+	assert.Contains(t, h.stderr.String(), "AccessDeniedException")
 }
