@@ -144,6 +144,7 @@ func TestPolicy_ApprovalModePublishesThePlanAndRotatesOnceApproved(t *testing.T)
 
 	code, out := s.cli("status", arn)
 	assert.Contains(t, out, "awaiting approval until "+awaiting["until"].(string)[:13], "exit %d", code)
+	assert.Contains(t, out, "\nChildren    none yet: the request is at AwaitApproval (awaiting approval)\n", "no child is started before the approval")
 	code, out = s.cli("list")
 	assert.Contains(t, out, "awaiting approval until "+awaiting["until"].(string)[:13], "exit %d", code)
 	code, out = s.cli("approve", arn)

@@ -6,7 +6,7 @@ KMS key, run by the rotation state machine.
 Usage:
   cmkrotate start  --workspace ID --key-arn ARN [flags]   start a rotation (or: start --input FILE)
   cmkrotate plan   --workspace ID --key-arn ARN [flags]   dry run: what a rotation would stop, changing nothing
-  cmkrotate status EXECUTION                              one progress snapshot
+  cmkrotate status EXECUTION                              one progress snapshot; for a request, each workspace's child execution
   cmkrotate watch  EXECUTION                              follow an execution until it ends
   cmkrotate list   [--max N] [--status STATUS]            recent executions, newest first
   cmkrotate rollback EXECUTION [--watch] [--print]        move that execution's workspaces back to their previous key
@@ -18,6 +18,8 @@ EXECUTION is an execution ARN, or an execution name together with --state-machin
 
 Environment:
   ROTATOR_STATE_MACHINE_ARN   the rotation state machine, when --state-machine is not given
+  ROTATOR_WORKSPACE_STATE_MACHINE_ARN
+                              status: the children's state machine, when the request's history does not name it
   AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SFN and the rest of the standard AWS configuration chain
                               (calls go to the region in the state machine or execution ARN)
 
@@ -66,7 +68,7 @@ Exits 1 if the dry run failed or could not plan a workspace.
 
 ` + requestFlagsHelp
 
-const statusHelp = `Usage: cmkrotate status EXECUTION [--state-machine ARN]
+const statusHelp = `Usage: cmkrotate status EXECUTION [--state-machine ARN] [--workspace-state-machine ARN]
 
 Prints one snapshot of an execution: status, elapsed time, the current state of each workspace and
 its phase (validating, registering key, planning, stopping compute, updating workspace, verifying,
@@ -74,10 +76,22 @@ quiet window, restarting, restarting after failure, reporting), a retry in progr
 stopped, and once it has ended the outcome per workspace or the error and cause. Exits 1 if the
 execution ended without succeeding (or a workspace ended FAILED or ROTATED_COMPUTE_DOWN).
 
+For a request, it also follows each workspace of the plan into its child execution (named
+<workspace id>-<MD5 of the request's name>): one row per workspace, sorted by id, with the child's
+name, status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED, or "not started" while the Map waits
+under its concurrency), the last state it entered, and its outcome once done; or one line saying why
+there is none yet (awaiting approval, a dry run). It reads each child with DescribeExecution and the
+tail of its history (at most 4 calls per workspace), and exits 1 if a child could not be read.
+Given a child's ARN, it shows that child.
+
 EXECUTION is an execution ARN, or an execution name with --state-machine.
 
 Flags:
-  --state-machine ARN   resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+  --state-machine ARN             resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+  --workspace-state-machine ARN   the children's state machine when the request's history does not
+                                  name it in its RotateWorkspace task parameters (as AWS records
+                                  them; the local engine does not) (default:
+                                  $ROTATOR_WORKSPACE_STATE_MACHINE_ARN)
 `
 
 const watchHelp = `Usage: cmkrotate watch EXECUTION [--state-machine ARN]

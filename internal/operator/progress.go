@@ -81,6 +81,13 @@ type Progress struct {
 	ExistingKeyConfigID string
 	// WaitingUntil is when the open wait for a maintenance window or an approval ends (RFC 3339).
 	WaitingUntil string
+
+	// What followChildren needs: whether this is a request's history (not a child's), whether it
+	// reached the Map that starts the children, the workspaces of that Map, whether any entered
+	// the task that starts a child, and the child state machine that task's parameters name.
+	request, childrenMapEntered, childTaskEntered bool
+	childWorkspaces                               []workspaceLabel
+	childStateMachine                             string
 }
 
 // Iteration is one Map iteration: one workspace.
@@ -243,7 +250,16 @@ func (a *analyzer) event(ev *types.HistoryEvent) {
 			if st.isMap {
 				a.labels[name] = mapItems(input)
 			}
+			switch name {
+			case requestStartState:
+				a.p.request = true
+			case childrenMap:
+				a.p.childrenMapEntered, a.p.childWorkspaces = true, a.labels[name]
+			}
 			return
+		}
+		if key.mapName == childrenMap && name == childrenTask {
+			a.p.childTaskEntered = true
 		}
 		it := a.iteration(key)
 		it.State, it.Last, it.Retrying = name, name, nil
@@ -271,6 +287,10 @@ func (a *analyzer) event(ev *types.HistoryEvent) {
 		a.see(it, output)
 		if m, ok := object(output); ok && field(m, "outcome", &it.Outcome) {
 			decodeInto(m, "error", &it.OutcomeError)
+		}
+	case t == string(types.HistoryEventTypeTaskScheduled) && ev.TaskScheduledEventDetails != nil:
+		if key.mapName == childrenMap && a.p.childStateMachine == "" {
+			a.p.childStateMachine = childMachineOf(deref(ev.TaskScheduledEventDetails.Parameters))
 		}
 	default:
 		if e := failureOf(ev); e != nil {

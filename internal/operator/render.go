@@ -3,6 +3,7 @@ package operator
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,15 +26,109 @@ func label(b *strings.Builder, name, value string) {
 // RenderStatus is the full display of an execution: the status snapshot, and the refreshed block
 // when following on a terminal.
 func RenderStatus(p Progress, now time.Time) string {
+	return RenderStatusWithChildren(p, Children{}, now)
+}
+
+// RenderStatusWithChildren is the status snapshot of a request with its child executions: a row
+// per workspace replaces the request's own line for that workspace's RotateWorkspaces iteration,
+// which only says that a child runs.
+func RenderStatusWithChildren(p Progress, c Children, now time.Time) string {
 	var b strings.Builder
 	renderHeader(&b, p, now)
+	if len(c.Rows) > 0 {
+		p.Iterations = slices.DeleteFunc(slices.Clone(p.Iterations), func(it Iteration) bool { return it.Map == childrenMap })
+	}
 	if !p.Closed() {
 		renderActivity(&b, p)
 	} else {
 		renderEnd(&b, p)
 	}
+	renderChildren(&b, c)
 	label(&b, "Console", ConsoleURL(p.ExecutionArn))
 	return b.String()
+}
+
+// renderChildren is one line per workspace of a request, sorted by workspace id, and a count line
+// above: at most rotation.MaxWorkspacesPerRequest rows, whatever the histories hold.
+func renderChildren(b *strings.Builder, c Children) {
+	switch {
+	case c.None != "":
+		label(b, "Children", c.None)
+		return
+	case len(c.Rows) == 0:
+		return
+	}
+	counts := map[string]int{}
+	var order []string
+	for _, r := range c.Rows {
+		if counts[r.Status] == 0 {
+			order = append(order, r.Status)
+		}
+		counts[r.Status]++
+	}
+	slices.SortFunc(order, func(x, y string) int { return childStatusRank(x) - childStatusRank(y) })
+	parts := make([]string, 0, len(order))
+	for _, s := range order {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[s], s))
+	}
+	summary := fmt.Sprintf("%d workspaces: %s", len(c.Rows), strings.Join(parts, ", "))
+	if a, ok := parseStatesARN(c.StateMachine); ok {
+		summary += " (state machine " + a.machine + ")"
+	}
+	label(b, "Children", summary)
+	var tb bytes.Buffer
+	tw := tabwriter.NewWriter(&tb, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  WORKSPACE\tNAME\tCHILD EXECUTION\tSTATUS\tSTATE\tOUTCOME\n")
+	for _, r := range c.Rows {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", r.WorkspaceID, orDash(r.WorkspaceName), r.Name, r.Status, orDash(childStateText(r)), orDash(childOutcomeText(r)))
+	}
+	_ = tw.Flush()
+	b.WriteString(trimLineEnds(tb.String()))
+}
+
+// childStatusRank orders the count line: what needs an operator first.
+func childStatusRank(status string) int {
+	for i, s := range []string{"FAILED", "TIMED_OUT", "ABORTED", childUnreadable, statusRunning, statusSucceeded, childNotStarted} {
+		if s == status {
+			return i
+		}
+	}
+	return -1
+}
+
+func childStateText(r Child) string {
+	s := r.State
+	if s == "" {
+		return ""
+	}
+	if ph := phaseOf(s); ph != "" && r.Status == statusRunning {
+		s += " (" + ph + ")"
+	}
+	if r.Retrying != "" {
+		s += "; retrying after " + r.Retrying
+	}
+	return s
+}
+
+func childOutcomeText(r Child) string {
+	switch {
+	case r.ReadError != nil && r.Status == childUnreadable:
+		return "could not be read: " + errorCode(r.ReadError)
+	case r.Outcome != "":
+		s := r.Outcome
+		if r.Patched != nil && *r.Patched {
+			s += ", patched"
+		} else if r.Patched != nil {
+			s += ", not patched"
+		}
+		if r.OutcomeError != "" {
+			s += ": " + r.OutcomeError
+		}
+		return s
+	case r.Error != "":
+		return r.Error
+	}
+	return ""
 }
 
 // RenderOutcome is what follows the progress lines once the execution has closed.

@@ -224,9 +224,22 @@ func (a *App) width() int {
 	return 120
 }
 
-// status prints one snapshot of an execution.
+// status prints one snapshot of an execution, and for a request each workspace's child execution.
 func (a *App) status(ctx context.Context, args []string) error {
-	api, arn, err := a.executionCommand(ctx, "status", args)
+	var childMachine string
+	api, arn, err := a.executionCommand(ctx, "status", args, func(fs *flag.FlagSet) func() error {
+		f := fs.String("workspace-state-machine", "", "")
+		return func() error {
+			childMachine = firstNonEmpty(*f, strings.TrimSpace(a.Env(envChildState)))
+			if childMachine == "" {
+				return nil
+			}
+			if _, err := stateMachineARN(childMachine); err != nil {
+				return usageErrorf("--workspace-state-machine (or %s) %q is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)", envChildState, childMachine)
+			}
+			return nil
+		}
+	})
 	if err != nil {
 		return err
 	}
@@ -234,13 +247,17 @@ func (a *App) status(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(a.Stdout, RenderStatus(p, a.Now()))
-	return outcomeError(p)
+	children := followChildren(ctx, api, p, childMachine)
+	fmt.Fprint(a.Stdout, RenderStatusWithChildren(p, children, a.Now()))
+	if err := outcomeError(p); err != nil {
+		return err
+	}
+	return childReadError(children)
 }
 
 // watch follows an execution until it closes.
 func (a *App) watch(ctx context.Context, args []string) error {
-	api, arn, err := a.executionCommand(ctx, "watch", args)
+	api, arn, err := a.executionCommand(ctx, "watch", args, nil)
 	if err != nil {
 		return err
 	}
@@ -251,13 +268,24 @@ func (a *App) watch(ctx context.Context, args []string) error {
 	return outcomeError(p)
 }
 
-// executionCommand reads the command line of status and watch, EXECUTION [--state-machine ARN],
-// and builds the client once it is valid.
-func (a *App) executionCommand(ctx context.Context, name string, args []string) (WatchAPI, string, error) {
+// commandFlags adds a command's own flags; the check it returns runs once they are parsed, before
+// any client is built.
+type commandFlags func(fs *flag.FlagSet) (check func() error)
+
+// executionCommand reads the command line of status and watch, EXECUTION [--state-machine ARN]
+// and the command's own flags, and builds the client once it is valid.
+func (a *App) executionCommand(ctx context.Context, name string, args []string, more commandFlags) (WatchAPI, string, error) {
 	fs := newFlagSet(name)
 	sm := fs.String("state-machine", "", "")
+	check := func() error { return nil }
+	if more != nil {
+		check = more(fs)
+	}
 	positional, err := parseFlags(fs, args)
 	if err != nil {
+		return nil, "", err
+	}
+	if err := check(); err != nil {
 		return nil, "", err
 	}
 	if len(positional) != 1 {
