@@ -35,13 +35,42 @@ fn_id  = $(word 1,$(subst :, ,$(1)))
 fn_dir = $(word 2,$(subst :, ,$(1)))
 
 # How SAM (BuildMethod: makefile) and `make build` compile a function: a static linux/arm64 binary
-# named bootstrap for the provided.al2023 runtime, without the legacy RPC shim.
-LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
+# named bootstrap for the provided.al2023 runtime, without the legacy RPC shim, against the
+# Databricks SDK without its GCP credential providers (LAMBDA_MODFILE, below).
+LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -modfile=$(LAMBDA_MODFILE) -tags lambda.norpc -trimpath -ldflags='-s -w'
+
+# The shipped functions are built against a copy of the Databricks SDK whose two GCP credential
+# files are replaced by the stubs in build/sdkoverlay/_stubs (why: build/sdkoverlay/doc.go; the
+# originals link gRPC, protobuf descriptors and OpenTelemetry, ~4.6 MiB and 12-16 ms of init per
+# cold start, for credentials the rotator never uses). `go build -overlay` cannot do this: it
+# refuses to replace files beneath GOMODCACHE. The copy comes from this machine's module cache,
+# go.mod's version; build/sdkoverlay's tests pin that version and the originals' hashes.
+# To build against the unmodified SDK: make build LAMBDA_MODFILE=go.mod
+SDK_MODULE     := github.com/databricks/databricks-sdk-go
+SDK_STUBS      := $(wildcard build/sdkoverlay/_stubs/config/*.go)
+SDK_COPY       := $(BUILD_DIR)/sdk
+LAMBDA_MODFILE ?= $(SDK_COPY)/go.mod
+
+$(SDK_COPY)/go.mod: go.mod go.sum $(SDK_STUBS)
+	@set -e; src=$$($(GO) list -m -f '{{.Dir}}' $(SDK_MODULE)); \
+	if [ -z "$$src" ] || [ ! -d "$$src" ]; then $(GO) mod download $(SDK_MODULE); src=$$($(GO) list -m -f '{{.Dir}}' $(SDK_MODULE)); fi; \
+	if [ -z "$$src" ] || [ ! -d "$$src" ]; then echo "$(SDK_MODULE) is not in the module cache" >&2; exit 1; fi; \
+	chmod -R u+w $(SDK_COPY) 2>/dev/null || true; rm -rf $(SDK_COPY); mkdir -p $(SDK_COPY); \
+	cp -R "$$src" $(SDK_COPY)/databricks-sdk-go; chmod -R u+w $(SDK_COPY)/databricks-sdk-go; \
+	for f in $(SDK_STUBS); do dst=$(SDK_COPY)/databricks-sdk-go/config/$${f##*/}; \
+	  if [ ! -f "$$dst" ]; then echo "$$dst: the SDK has no such file; update build/sdkoverlay" >&2; exit 1; fi; \
+	  cp "$$f" "$$dst"; done; \
+	cp go.sum $(SDK_COPY)/go.sum; \
+	{ cat go.mod; printf '\n// Written by make: the shipped build, against the SDK copy beside this file.\nreplace $(SDK_MODULE) => ./.build/sdk/databricks-sdk-go\n'; } > $@.tmp; \
+	mv $@.tmp $@
+
+.PHONY: sdk-copy
+sdk-copy: $(SDK_COPY)/go.mod ## copy the Databricks SDK with the GCP credential stubs into .build/sdk (every build does this)
 
 # build-<LogicalId>: the targets `sam build` calls with ARTIFACTS_DIR set.
 define sam_target
 .PHONY: build-$(call fn_id,$(1))
-build-$(call fn_id,$(1)):
+build-$(call fn_id,$(1)): $(LAMBDA_MODFILE)
 	$$(call LAMBDA_BUILD,arm64) -o $$(ARTIFACTS_DIR)/bootstrap ./functions/$(call fn_dir,$(1))
 endef
 $(foreach f,$(FUNCTIONS),$(eval $(call sam_target,$(f))))
@@ -61,7 +90,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 .PHONY: build
-build: ## build every function as a static linux/arm64 bootstrap into .build/lambda/<LogicalId>/ (or `sam build` if SAM is installed)
+build: $(LAMBDA_MODFILE) ## build every function as a static linux/arm64 bootstrap into .build/lambda/<LogicalId>/ (or `sam build` if SAM is installed)
 	@if command -v sam >/dev/null 2>&1 && [ -z "$(NO_SAM)" ]; then sam build; else \
 	  for f in $(FUNCTIONS); do id=$${f%%:*}; dir=$${f##*:}; \
 	    echo "build $$id -> .build/lambda/$$id/bootstrap"; \
@@ -69,7 +98,7 @@ build: ## build every function as a static linux/arm64 bootstrap into .build/lam
 	  done; fi
 
 .PHONY: build-local
-build-local: ## build every function for this machine, for the runtime emulator in the sandbox
+build-local: $(LAMBDA_MODFILE) ## build every function for this machine, for the runtime emulator in the sandbox
 	@for f in $(FUNCTIONS); do id=$${f%%:*}; dir=$${f##*:}; \
 	  $(call LAMBDA_BUILD,$(LOCAL_ARCH)) -o $(BUILD_DIR)/local/$$id/bootstrap ./functions/$$dir || exit 1; \
 	done
