@@ -47,7 +47,7 @@ LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -modfile=$(LAMBD
 # go.mod's version; build/sdkoverlay's tests pin that version and the originals' hashes.
 # To build against the unmodified SDK: make build LAMBDA_MODFILE=go.mod
 SDK_MODULE     := github.com/databricks/databricks-sdk-go
-SDK_STUBS      := $(wildcard build/sdkoverlay/_stubs/config/*.go)
+SDK_STUBS      := $(shell find build/sdkoverlay/_stubs -name '*.go' | sort)
 SDK_COPY       := $(BUILD_DIR)/sdk
 LAMBDA_MODFILE ?= $(SDK_COPY)/go.mod
 
@@ -57,7 +57,7 @@ $(SDK_COPY)/go.mod: go.mod go.sum $(SDK_STUBS)
 	if [ -z "$$src" ] || [ ! -d "$$src" ]; then echo "$(SDK_MODULE) is not in the module cache" >&2; exit 1; fi; \
 	chmod -R u+w $(SDK_COPY) 2>/dev/null || true; rm -rf $(SDK_COPY); mkdir -p $(SDK_COPY); \
 	cp -R "$$src" $(SDK_COPY)/databricks-sdk-go; chmod -R u+w $(SDK_COPY)/databricks-sdk-go; \
-	for f in $(SDK_STUBS); do dst=$(SDK_COPY)/databricks-sdk-go/config/$${f##*/}; \
+	for f in $(SDK_STUBS); do dst=$(SDK_COPY)/databricks-sdk-go/$${f#build/sdkoverlay/_stubs/}; \
 	  if [ ! -f "$$dst" ]; then echo "$$dst: the SDK has no such file; update build/sdkoverlay" >&2; exit 1; fi; \
 	  cp "$$f" "$$dst"; done; \
 	cp go.sum $(SDK_COPY)/go.sum; \
