@@ -132,7 +132,7 @@ bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BEN
 	@started=$$(date +%s); \
 	$(MAKE) --no-print-directory tools build-local && $(MAKE) --no-print-directory build NO_SAM=1 && \
 	$(GO) test -tags bench -c -o $(BUILD_DIR)/bench.test ./bench && \
-	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) \
+	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) LAMBDA_MODFILE=$(abspath $(LAMBDA_MODFILE)) \
 	  ROTATOR_BUILD_DIR=$(BUILD_DIR)/local ROTATOR_LAMBDA_DIR=$(BUILD_DIR)/lambda \
 	  $(BUILD_DIR)/bench.test -test.run '^TestBench$$' -test.timeout 60m -results RESULTS.md
 
