@@ -36,36 +36,26 @@ fn_dir = $(word 2,$(subst :, ,$(1)))
 
 # How SAM (BuildMethod: makefile) and `make build` compile a function: a static linux/arm64 binary
 # named bootstrap for the provided.al2023 runtime, without the legacy RPC shim, against the
-# Databricks SDK without its GCP credential providers (LAMBDA_MODFILE, below).
+# Databricks SDK with the stubs of build/sdkoverlay (LAMBDA_MODFILE, below).
 LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -modfile=$(LAMBDA_MODFILE) -tags lambda.norpc -trimpath -ldflags='-s -w'
 
-# The shipped functions are built against a copy of the Databricks SDK whose two GCP credential
-# files are replaced by the stubs in build/sdkoverlay/_stubs (why: build/sdkoverlay/doc.go; the
-# originals link gRPC, protobuf descriptors and OpenTelemetry, ~4.6 MiB and 12-16 ms of init per
-# cold start, for credentials the rotator never uses). `go build -overlay` cannot do this: it
-# refuses to replace files beneath GOMODCACHE. The copy comes from this machine's module cache,
-# go.mod's version; build/sdkoverlay's tests pin that version and the originals' hashes.
+# The shipped functions are built against a copy of the Databricks SDK in which the files under
+# build/sdkoverlay/_stubs replace the originals (why: build/sdkoverlay/doc.go): the GCP credential
+# providers, which link gRPC and Google's auth stack for credentials the rotator never uses, and
+# common/types/{time,duration}, whose protojson makes the linker keep every exported method
+# (together 18-28 MiB -> 10-12 MiB a function). `go build -overlay` cannot do this: it refuses to
+# replace files beneath GOMODCACHE. The copy comes from this machine's module cache at go.mod's
+# version; `go test ./build/sdkoverlay` pins that version and the originals' hashes.
 # To build against the unmodified SDK: make build LAMBDA_MODFILE=go.mod
-SDK_MODULE     := github.com/databricks/databricks-sdk-go
 SDK_STUBS      := $(shell find build/sdkoverlay/_stubs -name '*.go' | sort)
 SDK_COPY       := $(BUILD_DIR)/sdk
 LAMBDA_MODFILE ?= $(SDK_COPY)/go.mod
 
-$(SDK_COPY)/go.mod: go.mod go.sum $(SDK_STUBS)
-	@set -e; src=$$($(GO) list -m -f '{{.Dir}}' $(SDK_MODULE)); \
-	if [ -z "$$src" ] || [ ! -d "$$src" ]; then $(GO) mod download $(SDK_MODULE); src=$$($(GO) list -m -f '{{.Dir}}' $(SDK_MODULE)); fi; \
-	if [ -z "$$src" ] || [ ! -d "$$src" ]; then echo "$(SDK_MODULE) is not in the module cache" >&2; exit 1; fi; \
-	chmod -R u+w $(SDK_COPY) 2>/dev/null || true; rm -rf $(SDK_COPY); mkdir -p $(SDK_COPY); \
-	cp -R "$$src" $(SDK_COPY)/databricks-sdk-go; chmod -R u+w $(SDK_COPY)/databricks-sdk-go; \
-	for f in $(SDK_STUBS); do dst=$(SDK_COPY)/databricks-sdk-go/$${f#build/sdkoverlay/_stubs/}; \
-	  if [ ! -f "$$dst" ]; then echo "$$dst: the SDK has no such file; update build/sdkoverlay" >&2; exit 1; fi; \
-	  cp "$$f" "$$dst"; done; \
-	cp go.sum $(SDK_COPY)/go.sum; \
-	{ cat go.mod; printf '\n// Written by make: the shipped build, against the SDK copy beside this file.\nreplace $(SDK_MODULE) => ./.build/sdk/databricks-sdk-go\n'; } > $@.tmp; \
-	mv $@.tmp $@
+$(SDK_COPY)/go.mod: go.mod go.sum $(SDK_STUBS) build/sdkoverlay/copy-sdk.sh
+	@build/sdkoverlay/copy-sdk.sh $(GO) $(SDK_COPY)
 
 .PHONY: sdk-copy
-sdk-copy: $(SDK_COPY)/go.mod ## copy the Databricks SDK with the GCP credential stubs into .build/sdk (every build does this)
+sdk-copy: $(SDK_COPY)/go.mod ## copy the Databricks SDK with build/sdkoverlay's stubs into .build/sdk (every build does this)
 
 # build-<LogicalId>: the targets `sam build` calls with ARTIFACTS_DIR set.
 define sam_target
