@@ -94,7 +94,7 @@ func benchSDKWeight(t *testing.T, env *environment, rep *report) {
 	}
 	rep.note(title, "**Without the stubs** %d of the %d functions that link the SDK would be above 15 MiB (%s MiB). Of the two parts, the GCP "+
 		"providers weigh ~4.6 MiB and most of the init time; protojson weighs little itself but, by keeping every exported method "+
-		"reachable, costs 5–9 MiB in the functions with the most AWS clients.", len(over), len(sdkFns), strings.Join(over, ", "))
+		"reachable, costs 3.7–11 MiB, the most in the functions with the most AWS clients.", len(over), len(sdkFns), strings.Join(over, ", "))
 }
 
 // buildFunction builds a function as the Makefile's LAMBDA_BUILD does, with another go.mod.

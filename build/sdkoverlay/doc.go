@@ -16,7 +16,7 @@
 //     initialisers make protobuf's descriptor formatting reachable, which calls
 //     reflect.Value.MethodByName; the linker then keeps every exported method of every type that
 //     may sit in an interface (all ~340 S3 operations, ~170 KMS ones, every SDK service method),
-//     ~5-9 MiB a binary. The stubs port protojson's Timestamp and Duration rules to the standard
+//     3.7-11 MiB a binary. The stubs port protojson's Timestamp and Duration rules to the standard
 //     library, with the same API.
 //
 // `go build -overlay` would have been the natural tool, but the go command refuses to overlay
