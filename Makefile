@@ -35,13 +35,32 @@ fn_id  = $(word 1,$(subst :, ,$(1)))
 fn_dir = $(word 2,$(subst :, ,$(1)))
 
 # How SAM (BuildMethod: makefile) and `make build` compile a function: a static linux/arm64 binary
-# named bootstrap for the provided.al2023 runtime, without the legacy RPC shim.
-LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -tags lambda.norpc -trimpath -ldflags='-s -w'
+# named bootstrap for the provided.al2023 runtime, without the legacy RPC shim, against the
+# Databricks SDK with the stubs of build/sdkoverlay (LAMBDA_MODFILE, below).
+LAMBDA_BUILD = CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) build -modfile=$(LAMBDA_MODFILE) -tags lambda.norpc -trimpath -ldflags='-s -w'
+
+# The shipped functions are built against a copy of the Databricks SDK in which the files under
+# build/sdkoverlay/_stubs replace the originals (why: build/sdkoverlay/doc.go): the GCP credential
+# providers, which link gRPC and Google's auth stack for credentials the rotator never uses, and
+# common/types/{time,duration}, whose protojson makes the linker keep every exported method
+# (together 18-28 MiB -> 10-12 MiB a function). `go build -overlay` cannot do this: it refuses to
+# replace files beneath GOMODCACHE. The copy comes from this machine's module cache at go.mod's
+# version; `go test ./build/sdkoverlay` pins that version and the originals' hashes.
+# To build against the unmodified SDK: make build LAMBDA_MODFILE=go.mod
+SDK_STUBS      := $(shell find build/sdkoverlay/_stubs -name '*.go' | sort)
+SDK_COPY       := $(BUILD_DIR)/sdk
+LAMBDA_MODFILE ?= $(SDK_COPY)/go.mod
+
+$(SDK_COPY)/go.mod: go.mod go.sum $(SDK_STUBS) build/sdkoverlay/copy-sdk.sh
+	@build/sdkoverlay/copy-sdk.sh $(GO) $(SDK_COPY)
+
+.PHONY: sdk-copy
+sdk-copy: $(SDK_COPY)/go.mod ## copy the Databricks SDK with build/sdkoverlay's stubs into .build/sdk (every build does this)
 
 # build-<LogicalId>: the targets `sam build` calls with ARTIFACTS_DIR set.
 define sam_target
 .PHONY: build-$(call fn_id,$(1))
-build-$(call fn_id,$(1)):
+build-$(call fn_id,$(1)): $(LAMBDA_MODFILE)
 	$$(call LAMBDA_BUILD,arm64) -o $$(ARTIFACTS_DIR)/bootstrap ./functions/$(call fn_dir,$(1))
 endef
 $(foreach f,$(FUNCTIONS),$(eval $(call sam_target,$(f))))
@@ -61,7 +80,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 .PHONY: build
-build: ## build every function as a static linux/arm64 bootstrap into .build/lambda/<LogicalId>/ (or `sam build` if SAM is installed)
+build: $(LAMBDA_MODFILE) ## build every function as a static linux/arm64 bootstrap into .build/lambda/<LogicalId>/ (or `sam build` if SAM is installed)
 	@if command -v sam >/dev/null 2>&1 && [ -z "$(NO_SAM)" ]; then sam build; else \
 	  for f in $(FUNCTIONS); do id=$${f%%:*}; dir=$${f##*:}; \
 	    echo "build $$id -> .build/lambda/$$id/bootstrap"; \
@@ -69,7 +88,7 @@ build: ## build every function as a static linux/arm64 bootstrap into .build/lam
 	  done; fi
 
 .PHONY: build-local
-build-local: ## build every function for this machine, for the runtime emulator in the sandbox
+build-local: $(LAMBDA_MODFILE) ## build every function for this machine, for the runtime emulator in the sandbox
 	@for f in $(FUNCTIONS); do id=$${f%%:*}; dir=$${f##*:}; \
 	  $(call LAMBDA_BUILD,$(LOCAL_ARCH)) -o $(BUILD_DIR)/local/$$id/bootstrap ./functions/$$dir || exit 1; \
 	done
@@ -103,7 +122,7 @@ bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BEN
 	@started=$$(date +%s); \
 	$(MAKE) --no-print-directory tools build-local && $(MAKE) --no-print-directory build NO_SAM=1 && \
 	$(GO) test -tags bench -c -o $(BUILD_DIR)/bench.test ./bench && \
-	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) \
+	cd bench && BENCH_STARTED_AT=$$started BENCH_FUNCTIONS="$(FUNCTIONS)" GO=$(GO) LAMBDA_MODFILE=$(abspath $(LAMBDA_MODFILE)) \
 	  ROTATOR_BUILD_DIR=$(BUILD_DIR)/local ROTATOR_LAMBDA_DIR=$(BUILD_DIR)/lambda \
 	  $(BUILD_DIR)/bench.test -test.run '^TestBench$$' -test.timeout 60m -results RESULTS.md
 

@@ -83,6 +83,7 @@ type environment struct {
 	localDir string // bootstraps for this machine (make build-local)
 	armDir   string // stripped linux/arm64 bootstraps (make build)
 	goCmd    string
+	modfile  string // the go.mod the Makefile builds the functions with (LAMBDA_MODFILE)
 }
 
 func newEnvironment(t *testing.T) *environment {
@@ -100,6 +101,10 @@ func newEnvironment(t *testing.T) *environment {
 	}
 	if g := os.Getenv("GO"); g != "" {
 		e.goCmd = g
+	}
+	e.modfile = filepath.Join(root, ".build", "sdk", "go.mod")
+	if m := os.Getenv("LAMBDA_MODFILE"); m != "" {
+		e.modfile = m
 	}
 	_, err = os.Stat(filepath.Join(e.localDir, "ValidateFunction", "bootstrap"))
 	require.NoError(t, err, "run `make build-local` first")
