@@ -2,7 +2,6 @@ package keyguard
 
 import (
 	"encoding/json"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -59,12 +58,6 @@ const (
 	keyResourceType = "AWS::KMS::Key"
 	// maxQuoted bounds how much of an untrusted event value a reason quotes.
 	maxQuoted = 200
-)
-
-var (
-	// Single-Region keys have UUID ids; multi-Region keys have "mrk-" and 32 hex digits.
-	keyIDRE = regexp.MustCompile(`^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|mrk-[0-9a-fA-F]{32})$`)
-	aliasRE = regexp.MustCompile(`^alias/[A-Za-z0-9/_-]{1,250}$`)
 )
 
 type cloudTrailDetail struct {
@@ -190,14 +183,14 @@ func keyFromReference(kc KeyChange, ref string, resources []string) (KeyChange, 
 			kc.KeyRef = ref
 		}
 	case strings.HasPrefix(ref, "alias/"):
-		if !aliasRE.MatchString(ref) {
+		if !kmscheck.IsAliasName(ref) {
 			return kc, malformed("requestParameters.keyId %s is not a KMS alias name", quote(ref))
 		}
 		if kc.KeyARN = keyResource(""); kc.KeyARN == "" {
 			kc.KeyRef = ref
 		}
 	default:
-		if !keyIDRE.MatchString(ref) {
+		if !kmscheck.IsKeyID(ref) {
 			return kc, malformed("requestParameters.keyId %s is neither a key ARN, a key id nor an alias", quote(ref))
 		}
 		if kc.KeyARN = keyResource(ref); kc.KeyARN == "" {
@@ -225,7 +218,7 @@ func parseDeletion(ev events.CloudWatchEvent, kc KeyChange) (KeyChange, error) {
 		KeyID string `json:"key-id"`
 	}
 	_ = json.Unmarshal(ev.Detail, &detail)
-	if keyIDRE.MatchString(detail.KeyID) {
+	if kmscheck.IsKeyID(detail.KeyID) {
 		arn := kmscheck.KeyARN{Partition: trigger.PartitionOfRegion(ev.Region), Region: ev.Region, Account: ev.AccountID, KeyID: detail.KeyID}.String()
 		if _, err := kmscheck.ParseKeyARN(arn); err == nil {
 			kc.KeyARN = arn

@@ -347,6 +347,10 @@ func TestParseKeyARN(t *testing.T) {
 		{name: "a keys/ resource", in: "arn:aws:kms:us-west-2:111122223333:keys/" + keyID, reason: "is neither key/<key-id> nor alias/<name>"},
 		{name: "an alias with a space", in: "arn:aws:kms:us-west-2:111122223333:alias/data bricks", reason: `alias "alias/data bricks"`},
 		{name: "an empty alias", in: "arn:aws:kms:us-west-2:111122223333:alias/", reason: `alias "alias/"`},
+		{name: "an alias of the longest name KMS allows", in: "arn:aws:kms:us-west-2:111122223333:alias/" + strings.Repeat("a/_-9Z", 41) + "abcd",
+			want: kmscheck.KeyARN{Partition: "aws", Region: "us-west-2", Account: "111122223333", IsAlias: true, AliasName: "alias/" + strings.Repeat("a/_-9Z", 41) + "abcd"}},
+		{name: "an alias one character too long", in: "arn:aws:kms:us-west-2:111122223333:alias/" + strings.Repeat("a", 251), reason: `alias "alias/aaaa`},
+		{name: "an alias with a dot", in: "arn:aws:kms:us-west-2:111122223333:alias/data.bricks", reason: `alias "alias/data.bricks"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

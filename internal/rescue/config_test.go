@@ -1,6 +1,7 @@
 package rescue_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,4 +44,34 @@ func TestLoadConfigNamesEveryInvalidVariable(t *testing.T) {
 	require.ErrorAs(t, err, &cfgErr)
 	assert.Len(t, cfgErr.Problems, 4)
 	assert.Contains(t, err.Error(), "is not a state machine ARN")
+}
+
+func TestLoadConfigBoundsTheEventBusAndTableNames(t *testing.T) {
+	busARN := "arn:aws:events:us-west-2:111122223333:event-bus/"
+	for _, tt := range []struct {
+		name, bus, table string
+		problem          string // empty: accepted
+	}{
+		{name: "the longest bus name", bus: strings.Repeat("b", 256), table: lockTable},
+		{name: "a bus ARN with the longest name", bus: busARN + strings.Repeat("b", 256), table: lockTable},
+		{name: "a bus name too long", bus: strings.Repeat("b", 257), table: lockTable, problem: "EVENT_BUS_NAME"},
+		{name: "a bus ARN whose name is too long", bus: busARN + strings.Repeat("b", 257), table: lockTable, problem: "EVENT_BUS_NAME"},
+		{name: "a bus ARN without a name", bus: busARN, table: lockTable, problem: "EVENT_BUS_NAME"},
+		{name: "the shortest table name", bus: eventBus, table: "abc"},
+		{name: "the longest table name", bus: eventBus, table: strings.Repeat("t", 255)},
+		{name: "a table name too short", bus: eventBus, table: "ab", problem: "LOCK_TABLE_NAME"},
+		{name: "a table name too long", bus: eventBus, table: strings.Repeat("t", 256), problem: "LOCK_TABLE_NAME"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := rescue.LoadConfig(testEnv(map[string]string{rescue.EnvEventBusName: tt.bus, rescue.EnvLockTableName: tt.table}))
+			if tt.problem == "" {
+				require.NoError(t, err)
+				return
+			}
+			var cfgErr *rescue.ConfigError
+			require.ErrorAs(t, err, &cfgErr)
+			require.Len(t, cfgErr.Problems, 1)
+			assert.Contains(t, cfgErr.Problems[0], tt.problem)
+		})
+	}
 }
