@@ -118,7 +118,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 5m); not part of CI
 	  done; done
 
 .PHONY: bench
-bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BENCH lines, bench/RESULTS.md; ~35 min); not part of CI
+bench: ## measure throughput, downtime, cost, cold starts, sizes and memory (BENCH lines, bench/RESULTS.md; ~20 min); not part of CI
 	@started=$$(date +%s); \
 	$(MAKE) --no-print-directory tools build-local && $(MAKE) --no-print-directory build NO_SAM=1 && \
 	$(GO) test -tags bench -c -o $(BUILD_DIR)/bench.test ./bench && \
