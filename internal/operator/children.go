@@ -114,6 +114,47 @@ func followChildren(ctx context.Context, api WatchAPI, p Progress, explicitMachi
 	return Children{StateMachine: machine, Rows: rows}
 }
 
+// followOpenChildren fills, for each open iteration of a request's RotateWorkspaces Map, where its
+// child execution is: watch then shows each running workspace's phase (stopping compute, updating
+// the workspace, restarting), where the request's own history only says that a child runs. It
+// costs one history page per running child and poll (the Map runs at most MaxConcurrentWorkspaces
+// children at once); finished and not yet started workspaces cost nothing, the request's history
+// already tells them. A child the Map has scheduled but not started yet keeps the request's line.
+func followOpenChildren(ctx context.Context, api HistoryAPI, p *Progress, explicitMachine string) {
+	machine := firstNonEmpty(p.childStateMachine, explicitMachine)
+	if !p.request || machine == "" {
+		return
+	}
+	sem := make(chan struct{}, childReads)
+	var wg sync.WaitGroup
+	for i := range p.Iterations {
+		it := &p.Iterations[i]
+		if it.Map != childrenMap || it.Closed || it.WorkspaceID == "" || it.Current() != childrenTask {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c := Child{Name: rescue.ChildName(p.Name, it.WorkspaceID), Status: statusRunning}
+			arn, err := executionARN(c.Name, machine)
+			if err == nil {
+				err = lastStateEntered(ctx, api, arn, &c)
+			}
+			var notFound *types.ExecutionDoesNotExist
+			switch {
+			case errors.As(err, &notFound):
+			case err != nil:
+				it.ChildReadError = err
+			default:
+				it.ChildState, it.ChildRetrying = c.State, c.Retrying
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 func noChildrenYet(p Progress) string {
 	switch {
 	case p.DryRun:

@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -321,11 +322,12 @@ func TestStatusRefusesAChildStateMachineThatIsNotOneBeforeAnyCall(t *testing.T) 
 	assert.Empty(t, stdout.String())
 }
 
-// denying answers DescribeExecution of one execution as IAM would when the operator's role does not
-// cover it; every other call goes to the fake.
+// denying answers one call (DescribeExecution unless op names another) about one execution as IAM
+// would when the operator's role does not cover it; every other call goes to the fake.
 type denying struct {
 	next http.RoundTripper
 	arn  string
+	op   string
 }
 
 func (d denying) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -333,12 +335,13 @@ func (d denying) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.Header.Get("X-Amz-Target") == "AWSStepFunctions.DescribeExecution" && bytes.Contains(body, []byte(d.arn)) {
+	op := cmp.Or(d.op, "DescribeExecution")
+	if r.Header.Get("X-Amz-Target") == "AWSStepFunctions."+op && bytes.Contains(body, []byte(d.arn)) {
 		return &http.Response{
 			StatusCode: http.StatusBadRequest, Status: "400 Bad Request", Request: r,
 			Header: http.Header{"Content-Type": []string{"application/x-amz-json-1.0"}},
 			Body: io.NopCloser(strings.NewReader(`{"__type":"com.amazon.coral.service#AccessDeniedException",` +
-				`"message":"User is not authorized to perform: states:DescribeExecution on resource: ` + d.arn + `"}`)),
+				`"message":"User is not authorized to perform: states:` + op + ` on resource: ` + d.arn + `"}`)),
 		}, nil
 	}
 	r = r.Clone(r.Context())
@@ -367,4 +370,142 @@ func TestAChildThatCannotBeReadIsMarkedAndTheStatusExitsOne(t *testing.T) {
 	assert.Contains(t, rows, []string{"", denied, "ml-research", childOf("request-10", denied), "unreadable", "-", "could not be read: AccessDeniedException"})
 	assert.Contains(t, h.stderr.String(), "cmkrotate status: 1 of 2 child executions could not be read; first: describe "+deniedARN+": ")
 	assert.Contains(t, h.stderr.String(), "AccessDeniedException")
+}
+
+// TestWatchOfARequestShowsWhereEachRunningChildIs: watch reads each running child's history tail
+// at every poll, so a workspace's line says where its child is (and a retry in progress), where the
+// request's own history only says that RotateWorkspace runs; a child whose history the operator may
+// not read keeps the request's line, with the error. Each poll lets every child record its next
+// step; the request ends once all have.
+func TestWatchOfARequestShowsWhereEachRunningChildIs(t *testing.T) {
+	h := newHarness(t)
+	const first, second, denied = "1000000000000001", "1000000000000002", "1000000000000003"
+	workspaces := []string{first, second, denied}
+	steps := map[string][][]awsfake.HistoryEvent{
+		first: {
+			{entered("Task", "StopCompute")},
+			{exited("Task", "StopCompute"), entered("Task", "CheckStopped"), lambdaFailed(t, "DatabricksUnavailable", "listing clusters: 503 Service Unavailable")},
+			{exited("Task", "CheckStopped"), entered("Task", "PatchWorkspace")},
+			{exited("Task", "PatchWorkspace"), entered("Pass", "Rotated"), exited("Pass", "Rotated")},
+		},
+		second: {
+			{entered("Task", "Inventory")},
+			{exited("Task", "Inventory"), entered("Task", "StopCompute")},
+			{exited("Task", "StopCompute"), entered("Task", "CheckStopped")},
+			{exited("Task", "CheckStopped"), entered("Pass", "Rotated"), exited("Pass", "Rotated")},
+		},
+		denied: {
+			{entered("Task", "StopCompute")},
+			{exited("Task", "StopCompute"), entered("Pass", "Rotated"), exited("Pass", "Rotated")},
+		},
+	}
+	release, recorded := map[string]chan struct{}{}, map[string]chan struct{}{}
+	for _, id := range workspaces {
+		release[id], recorded[id] = make(chan struct{}), make(chan struct{})
+	}
+	h.srv.RegisterStateMachine(childSM, awsfake.RunnerFunc(func(ctx context.Context, exec awsfake.Execution) (string, *awsfake.ExecError) {
+		var in struct {
+			Workspace struct {
+				ID string `json:"workspace_id"`
+			} `json:"workspace"`
+		}
+		check(json.Unmarshal([]byte(exec.Input), &in))
+		id := in.Workspace.ID
+		for _, step := range steps[id] {
+			select {
+			case <-release[id]:
+			case <-ctx.Done():
+				return "", &awsfake.ExecError{Error: "Test.Closed", Cause: "the server closed"}
+			}
+			awsfake.RecordHistory(ctx, step...)
+			recorded[id] <- struct{}{}
+		}
+		return mustJSON(t, childOutput(id, "ws-"+id, "ROTATED", true, "")), nil
+	}))
+	childARN := func(request, id string) string {
+		return "arn:aws:states:us-east-1:123456789012:execution:workspace-rotation:" + childOf(request, id)
+	}
+	h.srv.RegisterStateMachine(smARN, awsfake.RunnerFunc(func(ctx context.Context, exec awsfake.Execution) (string, *awsfake.ExecError) {
+		var items []map[string]any
+		for _, id := range workspaces {
+			items = append(items, map[string]any{"workspace_id": id, "workspace_name": "ws-" + id})
+		}
+		hs := &hist{t: t}
+		hs.state("Task", "CheckPolicy", exec.Input, exec.Input)
+		hs.state("Task", "Validate", exec.Input, exec.Input)
+		state := with(t, exec.Input, "plan", map[string]any{"workspaces": items, "key_arn": keyARN, "max_concurrency": len(workspaces)})
+		hs.enter("Map", "RotateWorkspaces", state)
+		hs.event(awsfake.HistoryEvent{Type: "MapStateStarted"})
+		for i, id := range workspaces {
+			item := map[string]any{"workspace": map[string]any{"workspace_id": id}, "execution": exec.Name}
+			hs.event(awsfake.HistoryEvent{Type: "MapIterationStarted", StateName: "RotateWorkspaces", Index: i})
+			hs.enter("Task", "RotateWorkspace", item)
+			hs.event(awsfake.HistoryEvent{Type: "TaskScheduled", Resource: "arn:aws:states:::states:startExecution.sync:2",
+				Input: mustJSON(t, map[string]any{"StateMachineArn": childSM, "Name": childOf(exec.Name, id), "Input": item})})
+			if _, err := h.client.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(childSM),
+				Name: aws.String(childOf(exec.Name, id)), Input: aws.String(mustJSON(t, item))}); err != nil {
+				return "", &awsfake.ExecError{Error: "Test.StartChild", Cause: err.Error()}
+			}
+		}
+		awsfake.RecordHistory(ctx, hs.cur...)
+		hs.cur = nil
+		for i, id := range workspaces {
+			h.srv.WaitExecution(ctx, childARN(exec.Name, id))
+			hs.exit("Task", "RotateWorkspace", childOutput(id, "ws-"+id, "ROTATED", true, ""))
+			hs.event(awsfake.HistoryEvent{Type: "MapIterationSucceeded", StateName: "RotateWorkspaces", Index: i})
+		}
+		hs.event(awsfake.HistoryEvent{Type: "MapStateSucceeded"})
+		hs.exit("Map", "RotateWorkspaces", state)
+		hs.state("Succeed", "Done", state, "{}")
+		awsfake.RecordHistory(ctx, hs.cur...)
+		return "{}", nil
+	}))
+	polls := 0
+	h.onSleep = func(ctx context.Context) error {
+		polls++
+		for _, id := range workspaces {
+			if polls > len(steps[id]) {
+				continue
+			}
+			select {
+			case release[id] <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			<-recorded[id]
+		}
+		return nil
+	}
+	h.startDirect("request-9", rotationInput(t, false, first, second))
+	// Watch starts once both children run (and have recorded nothing yet).
+	require.Eventually(t, func() bool {
+		for _, id := range workspaces {
+			if len(h.srv.History(childARN("request-9", id))) == 0 {
+				return false
+			}
+		}
+		return true
+	}, time.Minute, time.Millisecond)
+	opts := h.client.Options()
+	opts.HTTPClient = &http.Client{Transport: denying{next: http.DefaultTransport.(*http.Transport).Clone(),
+		arn: childARN("request-9", denied), op: "GetExecutionHistory"}}
+	h.client = sfn.New(opts)
+
+	code := h.run("watch", "request-9")
+
+	require.Equal(t, operator.ExitOK, code, "stderr: %s", h.stderr)
+	out := normalise(h.stdout.String())
+	for _, line := range []string{
+		"+T [0] 1000000000000001 ws-1000000000000001: child at StopCompute (stopping compute)\n",
+		"+T [1] 1000000000000002 ws-1000000000000002: child at Inventory\n",
+		"+T [0] 1000000000000001 ws-1000000000000001: child at CheckStopped (stopping compute); retrying after DatabricksUnavailable\n",
+		"+T [1] 1000000000000002 ws-1000000000000002: child at StopCompute (stopping compute)\n",
+		"+T [0] 1000000000000001 ws-1000000000000001: child at PatchWorkspace (updating workspace)\n",
+		"+T [1] 1000000000000002 ws-1000000000000002: child at CheckStopped (stopping compute)\n",
+		"+T [2] 1000000000000003 ws-1000000000000003: RotateWorkspace (stopping compute); child not read: AccessDeniedException\n",
+	} {
+		assert.Contains(t, out, line)
+	}
+	assert.NotContains(t, out, "ws-1000000000000003: child at")
+	assert.Empty(t, h.stderr.String())
 }

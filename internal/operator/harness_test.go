@@ -41,8 +41,9 @@ type harness struct {
 	stderr *bytes.Buffer
 	env    map[string]string
 	stdin  io.Reader
-	// stepper, when set, is advanced by every Sleep of a watch.
+	// stepper, when set, is advanced by every Sleep of a watch; onSleep, when set, is called instead.
 	stepper *stepper
+	onSleep func(ctx context.Context) error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -85,6 +86,9 @@ func (h *harness) run(args ...string) int {
 }
 
 func (h *harness) sleep(ctx context.Context, _ time.Duration) error {
+	if h.onSleep != nil {
+		return h.onSleep(ctx)
+	}
 	if h.stepper == nil {
 		return errors.New("harness: a watch needs a stepper to advance the execution")
 	}

@@ -94,16 +94,23 @@ Flags:
                                   $ROTATOR_WORKSPACE_STATE_MACHINE_ARN)
 `
 
-const watchHelp = `Usage: cmkrotate watch EXECUTION [--state-machine ARN]
+const watchHelp = `Usage: cmkrotate watch EXECUTION [--state-machine ARN] [--workspace-state-machine ARN]
 
 Follows an execution until it ends, polling every 1 to 5 seconds, and shows what status shows. On a
 terminal the display is redrawn in place; otherwise one line is printed per change (for CI logs).
 Exits 0 if the execution succeeded and 1 otherwise. Interrupting the watch does not stop the execution.
 
+For a request, each workspace whose child execution runs shows the state the child is at and its
+phase ("child at StopCompute (stopping compute)"), read from the tail of the child's history: one
+call per running child and poll (at most MaxConcurrentWorkspaces run at once). A child that cannot
+be read keeps the request's line, with the error code.
+
 EXECUTION is an execution ARN, or an execution name with --state-machine.
 
 Flags:
-  --state-machine ARN   resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+  --state-machine ARN             resolves an execution name (default: $ROTATOR_STATE_MACHINE_ARN)
+  --workspace-state-machine ARN   the children's state machine when the request's history does not
+                                  name it (default: $ROTATOR_WORKSPACE_STATE_MACHINE_ARN)
 `
 
 const listHelp = `Usage: cmkrotate list [--max N] [--status STATUS] [--state-machine ARN]

@@ -108,6 +108,11 @@ type Iteration struct {
 	Retrying *rotation.StepError
 	// Run is the latest workspace run seen in a state input or output that carried an inventory.
 	Run *RunView
+	// ChildState and ChildRetrying are where the workspace's child execution is (the last state it
+	// entered, the error of a retry in progress) while the iteration waits on it; ChildReadError
+	// why the child could not be read. Filled by watch (followOpenChildren), not by Analyze.
+	ChildState, ChildRetrying string
+	ChildReadError            error
 }
 
 // Current is the state to show for the iteration.

@@ -272,6 +272,9 @@ func iterationText(it Iteration) string {
 	if where == "" {
 		return who + ": starting"
 	}
+	if it.ChildState != "" {
+		return who + ": " + childText(it)
+	}
 	switch ph := phaseOf(where); {
 	case ph == phaseQuietWindow && it.Run != nil && it.Run.QuietWindowSeconds > 0:
 		// Databricks asks for no cluster start after a storage key is added: the wait is deliberate.
@@ -281,6 +284,9 @@ func iterationText(it Iteration) string {
 	}
 	if it.Retrying != nil {
 		where += "; retrying after " + failureText(it.Retrying)
+	}
+	if it.ChildReadError != nil {
+		where += "; child not read: " + errorCode(it.ChildReadError)
 	}
 	return who + ": " + where
 }
@@ -307,6 +313,18 @@ func ProgressLines(p Progress) []progressLine {
 		lines = append(lines, progressLine{key: fmt.Sprintf("%s[%d]", it.Map, it.Index), text: text})
 	}
 	return lines
+}
+
+// childText says where an iteration's child execution is, as watch reads it.
+func childText(it Iteration) string {
+	where := "child at " + it.ChildState
+	if ph := phaseOf(it.ChildState); ph != "" {
+		where += " (" + ph + ")"
+	}
+	if it.ChildRetrying != "" {
+		where += "; retrying after " + it.ChildRetrying
+	}
+	return where
 }
 
 // computeSummary says what the iteration has done to the workspace's compute, from its latest run.

@@ -227,19 +227,7 @@ func (a *App) width() int {
 // status prints one snapshot of an execution, and for a request each workspace's child execution.
 func (a *App) status(ctx context.Context, args []string) error {
 	var childMachine string
-	api, arn, err := a.executionCommand(ctx, "status", args, func(fs *flag.FlagSet) func() error {
-		f := fs.String("workspace-state-machine", "", "")
-		return func() error {
-			childMachine = firstNonEmpty(*f, strings.TrimSpace(a.Env(envChildState)))
-			if childMachine == "" {
-				return nil
-			}
-			if _, err := stateMachineARN(childMachine); err != nil {
-				return usageErrorf("--workspace-state-machine (or %s) %q is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)", envChildState, childMachine)
-			}
-			return nil
-		}
-	})
+	api, arn, err := a.executionCommand(ctx, "status", args, a.childMachineFlag(&childMachine))
 	if err != nil {
 		return err
 	}
@@ -257,15 +245,35 @@ func (a *App) status(ctx context.Context, args []string) error {
 
 // watch follows an execution until it closes.
 func (a *App) watch(ctx context.Context, args []string) error {
-	api, arn, err := a.executionCommand(ctx, "watch", args, nil)
+	var childMachine string
+	api, arn, err := a.executionCommand(ctx, "watch", args, a.childMachineFlag(&childMachine))
 	if err != nil {
 		return err
 	}
-	p, err := a.follow(ctx, api, arn)
+	p, err := a.followWithChildren(ctx, api, arn, childMachine)
 	if err != nil {
 		return err
 	}
 	return outcomeError(p)
+}
+
+// childMachineFlag is status's and watch's --workspace-state-machine, which defaults to
+// ROTATOR_WORKSPACE_STATE_MACHINE_ARN: the children's state machine when the request's history does
+// not name it.
+func (a *App) childMachineFlag(machine *string) commandFlags {
+	return func(fs *flag.FlagSet) func() error {
+		f := fs.String("workspace-state-machine", "", "")
+		return func() error {
+			*machine = firstNonEmpty(*f, strings.TrimSpace(a.Env(envChildState)))
+			if *machine == "" {
+				return nil
+			}
+			if _, err := stateMachineARN(*machine); err != nil {
+				return usageErrorf("--workspace-state-machine (or %s) %q is not a state machine ARN (arn:aws:states:<region>:<account>:stateMachine:<name>)", envChildState, *machine)
+			}
+			return nil
+		}
+	}
 }
 
 // commandFlags adds a command's own flags; the check it returns runs once they are parsed, before

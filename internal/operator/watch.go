@@ -203,6 +203,12 @@ const maxPollFailures = 5
 // follow polls the execution until it closes, backing off from MinPoll to MaxPoll while nothing
 // changes.
 func (a *App) follow(ctx context.Context, api WatchAPI, arn string) (Progress, error) {
+	return a.followWithChildren(ctx, api, arn, strings.TrimSpace(a.Env(envChildState)))
+}
+
+// followWithChildren is follow for a request whose children's state machine may be given apart
+// (--workspace-state-machine): each poll also reads where every running child is.
+func (a *App) followWithChildren(ctx context.Context, api WatchAPI, arn, childMachine string) (Progress, error) {
 	f := &follower{api: api, arn: arn}
 	d := newDisplay(a.Stdout, a.Terminal(a.Stdout), a.width())
 	wait := a.MinPoll
@@ -221,6 +227,9 @@ func (a *App) follow(ctx context.Context, api WatchAPI, arn string) (Progress, e
 			fmt.Fprintf(a.Stderr, "cmkrotate: reading the execution failed (%d of %d), trying again: %v\n", failures, maxPollFailures, err)
 		default:
 			failures = 0
+			if !p.Closed() {
+				followOpenChildren(ctx, api, &p, childMachine)
+			}
 			last = p
 			if p.Closed() {
 				d.finish(p, a.Now())
