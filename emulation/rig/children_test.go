@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/databricks/databricks-sdk-go/service/compute"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/rig"
 	"github.com/cmk-rotator/databricks-cmk-rotator/emulation/sandbox"
 	"github.com/cmk-rotator/databricks-cmk-rotator/internal/rotation"
-	"github.com/databricks/databricks-sdk-go/service/compute"
 )
 
 func extraIDs(n int) []string {
