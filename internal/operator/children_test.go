@@ -62,6 +62,17 @@ func childOutput(id, name, outcome string, patched bool, errName string) map[str
 	return out
 }
 
+// childWorkspace is the workspace id of a child execution's input.
+func childWorkspace(exec awsfake.Execution) string {
+	var in struct {
+		Workspace struct {
+			ID string `json:"workspace_id"`
+		} `json:"workspace"`
+	}
+	check(json.Unmarshal([]byte(exec.Input), &in))
+	return in.Workspace.ID
+}
+
 // childrenHarness runs a request whose RotateWorkspaces Map starts real child executions on the
 // fake (StartExecution through the SDK client, with the name the ASL derives), as far as the test's
 // plays go, then stays RUNNING.
@@ -77,13 +88,7 @@ type planned struct{ id, name string }
 func newChildrenHarness(t *testing.T) *childrenHarness {
 	h := &childrenHarness{harness: newHarness(t), plays: map[string]childPlay{}, ready: make(chan struct{})}
 	h.srv.RegisterStateMachine(childSM, awsfake.RunnerFunc(func(ctx context.Context, exec awsfake.Execution) (string, *awsfake.ExecError) {
-		var in struct {
-			Workspace struct {
-				ID string `json:"workspace_id"`
-			} `json:"workspace"`
-		}
-		check(json.Unmarshal([]byte(exec.Input), &in))
-		p := h.plays[in.Workspace.ID]
+		p := h.plays[childWorkspace(exec)]
 		awsfake.RecordHistory(ctx, p.events...)
 		if p.block {
 			<-ctx.Done()
@@ -404,13 +409,7 @@ func TestWatchOfARequestShowsWhereEachRunningChildIs(t *testing.T) {
 		release[id], recorded[id] = make(chan struct{}), make(chan struct{})
 	}
 	h.srv.RegisterStateMachine(childSM, awsfake.RunnerFunc(func(ctx context.Context, exec awsfake.Execution) (string, *awsfake.ExecError) {
-		var in struct {
-			Workspace struct {
-				ID string `json:"workspace_id"`
-			} `json:"workspace"`
-		}
-		check(json.Unmarshal([]byte(exec.Input), &in))
-		id := in.Workspace.ID
+		id := childWorkspace(exec)
 		for _, step := range steps[id] {
 			select {
 			case <-release[id]:
