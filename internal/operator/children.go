@@ -97,18 +97,7 @@ func followChildren(ctx context.Context, api WatchAPI, p Progress, explicitMachi
 	}
 	// Without a machine no RotateWorkspace task was entered: every child is still to be started.
 	if machine != "" {
-		sem := make(chan struct{}, childReads)
-		var wg sync.WaitGroup
-		for i := range rows {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func(c *Child) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				readChild(ctx, api, machine, c)
-			}(&rows[i])
-		}
-		wg.Wait()
+		readChildren(len(rows), func(i int) { readChild(ctx, api, machine, &rows[i]) })
 	}
 	slices.SortStableFunc(rows, func(a, b Child) int { return strings.Compare(a.WorkspaceID, b.WorkspaceID) })
 	return Children{StateMachine: machine, Rows: rows}
@@ -125,32 +114,40 @@ func followOpenChildren(ctx context.Context, api HistoryAPI, p *Progress, explic
 	if !p.request || machine == "" {
 		return
 	}
+	var open []*Iteration
+	for i := range p.Iterations {
+		if it := &p.Iterations[i]; it.Map == childrenMap && !it.Closed && it.WorkspaceID != "" && it.Current() == childrenTask {
+			open = append(open, it)
+		}
+	}
+	readChildren(len(open), func(i int) {
+		it := open[i]
+		c := Child{Name: rescue.ChildName(p.Name, it.WorkspaceID), Status: statusRunning}
+		arn, err := executionARN(c.Name, machine)
+		if err == nil {
+			err = lastStateEntered(ctx, api, arn, &c)
+		}
+		var notFound *types.ExecutionDoesNotExist
+		switch {
+		case errors.As(err, &notFound):
+		case err != nil:
+			it.ChildReadError = err
+		default:
+			it.ChildState, it.ChildRetrying = c.State, c.Retrying
+		}
+	})
+}
+
+// readChildren calls read(0) … read(n-1), at most childReads at once, and returns when all have.
+func readChildren(n int, read func(i int)) {
 	sem := make(chan struct{}, childReads)
 	var wg sync.WaitGroup
-	for i := range p.Iterations {
-		it := &p.Iterations[i]
-		if it.Map != childrenMap || it.Closed || it.WorkspaceID == "" || it.Current() != childrenTask {
-			continue
-		}
-		wg.Add(1)
+	for i := range n {
 		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer func() { <-sem }()
-			c := Child{Name: rescue.ChildName(p.Name, it.WorkspaceID), Status: statusRunning}
-			arn, err := executionARN(c.Name, machine)
-			if err == nil {
-				err = lastStateEntered(ctx, api, arn, &c)
-			}
-			var notFound *types.ExecutionDoesNotExist
-			switch {
-			case errors.As(err, &notFound):
-			case err != nil:
-				it.ChildReadError = err
-			default:
-				it.ChildState, it.ChildRetrying = c.State, c.Retrying
-			}
-		}()
+			read(i)
+		})
 	}
 	wg.Wait()
 }

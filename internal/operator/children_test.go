@@ -475,8 +475,8 @@ func TestWatchOfARequestShowsWhereEachRunningChildIs(t *testing.T) {
 		}
 		return nil
 	}
-	h.startDirect("request-9", rotationInput(t, false, first, second))
-	// Watch starts once both children run (and have recorded nothing yet).
+	h.startDirect("request-9", rotationInput(t, false, workspaces...))
+	// Watch starts once every child runs (and has recorded nothing yet).
 	require.Eventually(t, func() bool {
 		for _, id := range workspaces {
 			if len(h.srv.History(childARN("request-9", id))) == 0 {
