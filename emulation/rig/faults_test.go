@@ -725,7 +725,12 @@ func TestFault_TheSameEventDeliveredTenTimesStartsOneExecution(t *testing.T) {
 // Beyond the matrix: EventBridge refuses every entry for longer than PublishFailure retries, in a
 // run that leaves a cluster down (it does not start during the compensation of a silent revert).
 func TestFault_AFailureEventThatCannotBePublishedStillNamesWhatIsDown(t *testing.T) {
-	s := start(t, func(o *rig.Options) { o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s"} })
+	// A settle window makes the revert visible before the restart, whatever the machine's speed:
+	// without it a fast run restarted compute and confirmed the key before the fake's update delay
+	// ended, so the revert landed after ConfirmKey and the rotation ended ROTATED_COMPUTE_DOWN.
+	s := start(t, func(o *rig.Options) {
+		o.FunctionEnv = map[string]string{"WORKSPACE_UPDATE_BUDGET": "2s", "WORKSPACE_SETTLE": "2s"}
+	})
 	s.rig.Fake.SetPatchBehaviour(rig.AnalyticsWorkspace, dbfake.PatchBehaviour{SilentRevert: true})
 	s.rig.Fake.FailClusterStart(rig.AnalyticsWorkspace, "0102-data-science", "Instance launch failed: InsufficientInstanceCapacity")
 	s.rig.AWS.FailPutEvents(100)
